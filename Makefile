@@ -1,0 +1,44 @@
+# One entry point for people and CI. `make book` builds the course; `make test` runs every test.
+# Both create the virtual environment (.venv) on first use, with only Python 3.11 and make present.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+JB     := $(VENV)/bin/jupyter-book
+
+.PHONY: all env book execute test test-unit test-notebooks bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
+
+all: book
+
+env: $(STAMP)  ## create .venv and install the package with its book and test extras
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,dev]"
+	@touch $@
+
+book: $(STAMP)  ## execute every chapter and build the static site into _build/html
+	$(JB) build . -W -n --keep-going
+
+execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
+	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb
+
+test: $(STAMP)  ## run every test: package unit tests and nbval over the chapters (quick scale)
+	LOWRANK_SCALE=quick $(PY) -m pytest
+
+test-unit: $(STAMP)  ## only the package's unit tests
+	$(PY) -m pytest tests
+
+test-notebooks: $(STAMP)  ## only nbval over book/
+	LOWRANK_SCALE=quick $(PY) -m pytest book
+
+bench: $(STAMP)  ## speed benchmarks (ratios against baselines measured in the same run)
+	$(PY) benchmarks/bench_rank.py
+
+clean:  ## remove the built site and caches (keeps .venv)
+	rm -rf _build .pytest_cache

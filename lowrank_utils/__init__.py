@@ -1,0 +1,94 @@
+"""lowrank_utils: the package behind the course on "The Low-Rank Simplicity Bias in Deep Networks".
+
+Everything a notebook needs is importable from here; each name lives in one small module:
+
+* ``rank``     -- effective rank (ρ and exp ρ), stable rank, Gram matrices
+* ``runtime``  -- device, seeding, quick/full scale, Colab detection
+* ``models``   -- deep linear networks and MLPs
+* ``data``     -- datasets: local directories first, then download, else a clear error
+* ``plotting`` -- the book's figure style and shared plots
+* ``checks``   -- exercise checkers
+"""
+
+from __future__ import annotations
+
+from .checks import Verdict, check_close, check_diag_entropy, check_entropy_rank_function, report
+from .data import (
+    DATA_ENV,
+    DATASETS,
+    FASHION_MNIST_SYSTEM_DIRS,
+    DatasetInfo,
+    DatasetUnavailable,
+    data_root,
+    dataset_info,
+    load_dataset,
+    make_loaders,
+)
+from .models import (
+    ACTIVATIONS,
+    WEIGHT_INITS,
+    Sine,
+    end_to_end_weight,
+    linear_layers,
+    make_activation,
+    make_deep_linear,
+    make_mlp,
+)
+from .plotting import depth_palette, plot_rank_table, plot_spectra, set_style
+from .rank import (
+    cosine_gram,
+    entropy_effective_rank,
+    gram,
+    gram_effective_rank,
+    naive_entropy_effective_rank,
+    normalized_spectrum,
+    roy_vetterli_rank,
+    singular_values,
+    stable_rank,
+)
+from .runtime import SCALE_ENV, get_device, get_scale, in_colab, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS",
+    "DATA_ENV",
+    "DatasetInfo",
+    "DatasetUnavailable",
+    "FASHION_MNIST_SYSTEM_DIRS",
+    "data_root",
+    "dataset_info",
+    "load_dataset",
+    "make_loaders",
+    "ACTIVATIONS",
+    "SCALE_ENV",
+    "WEIGHT_INITS",
+    "Sine",
+    "Verdict",
+    "check_close",
+    "check_diag_entropy",
+    "check_entropy_rank_function",
+    "cosine_gram",
+    "depth_palette",
+    "end_to_end_weight",
+    "entropy_effective_rank",
+    "get_device",
+    "get_scale",
+    "gram",
+    "gram_effective_rank",
+    "in_colab",
+    "linear_layers",
+    "make_activation",
+    "make_deep_linear",
+    "make_mlp",
+    "naive_entropy_effective_rank",
+    "normalized_spectrum",
+    "plot_rank_table",
+    "plot_spectra",
+    "report",
+    "roy_vetterli_rank",
+    "seed_everything",
+    "set_style",
+    "singular_values",
+    "stable_rank",
+]

@@ -1,0 +1,91 @@
+"""Where and how big the course runs: device choice, seeding, the quick/full scale switch, Colab detection."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = ["SCALE_ENV", "Scale", "get_device", "seed_everything", "get_scale", "in_colab"]
+
+SCALE_ENV = "LOWRANK_SCALE"
+"""Environment variable that picks the experiment scale: ``quick`` (CPU-sized) or ``full`` (GPU-sized)."""
+
+Scale = Literal["quick", "full"]
+_SCALES = ("quick", "full")
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def get_device(prefer: str | None = None, *, verbose: bool = True) -> torch.device:
+    """Pick CUDA, then Apple MPS, then CPU (or the device named by ``prefer``) and say what was found."""
+    if prefer is not None:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("prefer='cuda' was requested but no CUDA GPU is visible to PyTorch on this machine.")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError("prefer='mps' was requested but Apple's MPS backend is not available here.")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif _mps_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if verbose:
+        print(_describe(device))
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def _describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU found: {torch.cuda.get_device_name(device)}. Experiments can use the 'full' scale."
+    if device.type == "mps":
+        return "Apple GPU (MPS) found. The 'quick' scale is the default; set LOWRANK_SCALE=full for more."
+    hint = (
+        "In Colab: Runtime > Change runtime type > T4 GPU, then rerun."
+        if in_colab()
+        else "Everything runs on a CPU at the 'quick' scale; with a CUDA GPU the same cells scale up."
+    )
+    return f"No GPU found; running on the CPU. {hint}"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded the same way."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_scale(default: Scale | None = None, *, verbose: bool = False) -> Scale:
+    """The experiment scale from ``$LOWRANK_SCALE``; without it, ``full`` on a CUDA GPU and ``quick`` otherwise."""
+    raw = os.environ.get(SCALE_ENV, "").strip().lower()
+    if raw:
+        if raw not in _SCALES:
+            raise ValueError(f"{SCALE_ENV}={raw!r} is not a scale; use one of {', '.join(_SCALES)}.")
+        scale: Scale = raw  # type: ignore[assignment]
+        source = f"from ${SCALE_ENV}"
+    elif default is not None:
+        if default not in _SCALES:
+            raise ValueError(f"default={default!r} is not a scale; use one of {', '.join(_SCALES)}.")
+        scale, source = default, "default given by the caller"
+    else:
+        scale = "full" if torch.cuda.is_available() else "quick"
+        source = "GPU found" if scale == "full" else "no GPU"
+    if verbose:
+        print(f"Scale: {scale} ({source}; set {SCALE_ENV}=quick or full to change it).")
+    return scale
