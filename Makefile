@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
 
-.PHONY: all env book execute test test-unit test-notebooks bench clean help
+.PHONY: all env book execute student test test-unit test-notebooks bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
@@ -27,6 +27,9 @@ book: $(STAMP)  ## execute every chapter and build the static site into _build/h
 
 execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
 	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb
+
+student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from book/
+	$(PY) -m lowrank_utils.exercises book student
 
 test: $(STAMP)  ## run every test: package unit tests and nbval over the chapters (quick scale)
 	LOWRANK_SCALE=quick $(PY) -m pytest
