@@ -6,6 +6,8 @@ Everything a notebook needs is importable from here; each name lives in one smal
 * ``runtime``  -- device, seeding, quick/full scale, Colab detection
 * ``models``   -- deep linear networks and MLPs
 * ``data``     -- datasets: local directories first, then download, else a clear error
+* ``overparam``-- over-parameterized layers, expand a model and collapse it back exactly
+* ``train``    -- training loops (gradient-based and gradient-free) with progress bars
 * ``plotting`` -- the book's figure style and shared plots
 * ``checks``   -- exercise checkers
 """
@@ -34,6 +36,7 @@ from .models import (
     make_deep_linear,
     make_mlp,
 )
+from .overparam import OverparamConv2d, OverparamLayer, OverparamLinear, collapse, overparameterize
 from .plotting import depth_palette, plot_rank_table, plot_spectra, set_style
 from .rank import (
     cosine_gram,
@@ -47,10 +50,31 @@ from .rank import (
     stable_rank,
 )
 from .runtime import SCALE_ENV, get_device, get_scale, in_colab, seed_everything
+from .train import (
+    GRADIENT_FREE_OPTIMIZERS,
+    OPTIMIZERS,
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    fit,
+    fit_regression,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRADIENT_FREE_OPTIMIZERS",
+    "OPTIMIZERS",
+    "OverparamConv2d",
+    "OverparamLayer",
+    "OverparamLinear",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "collapse",
+    "fit",
+    "fit_regression",
+    "overparameterize",
     "DATASETS",
     "DATA_ENV",
     "DatasetInfo",
