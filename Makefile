@@ -42,6 +42,7 @@ test-notebooks: $(STAMP)  ## only nbval over book/
 
 bench: $(STAMP)  ## speed benchmarks (ratios against baselines measured in the same run)
 	$(PY) benchmarks/bench_rank.py
+	$(PY) benchmarks/bench_overparam.py
 
 clean:  ## remove the built site and caches (keeps .venv)
 	rm -rf _build .pytest_cache

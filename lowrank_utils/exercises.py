@@ -76,7 +76,8 @@ def student_notebook(nb: nbformat.NotebookNode, *, book_dir: str = "book", stude
         source, n = strip_solutions(cell.source, label, where=f"{name}, cell {index}")
         if n:
             cell.source = source
-            tags = [t for t in cell.metadata.get("tags", []) if t not in ("hide-input", "remove-input")]
+            drop = ("hide-input", "remove-input", "nbval-check-output")  # students see the cell; no stored output
+            tags = [t for t in cell.metadata.get("tags", []) if t not in drop]
             cell.metadata["tags"] = tags + ["raises-exception"]
     nb.metadata.pop("widgets", None)
     return nb
