@@ -8,7 +8,9 @@ Everything a notebook needs is importable from here; each name lives in one smal
 * ``data``     -- datasets: local directories first, then download, else a clear error
 * ``overparam``-- over-parameterized layers, expand a model and collapse it back exactly
 * ``train``    -- training loops (gradient-based and gradient-free) with progress bars
-* ``plotting`` -- the book's figure style and shared plots
+* ``plotting`` -- the book's figure style and shared plots (``plotting_depth``: chapters 2-3)
+* ``widgets``  -- ipywidgets explorers, each with a static-figure fallback
+* ``checks_depth`` -- checkers for the exercises of chapters 2-3
 * ``checks``   -- exercise checkers
 """
 
@@ -28,6 +30,7 @@ from .data import (
 )
 from .models import (
     ACTIVATIONS,
+    activation_gain,
     WEIGHT_INITS,
     Sine,
     end_to_end_weight,
@@ -37,6 +40,26 @@ from .models import (
     make_mlp,
 )
 from .overparam import OverparamConv2d, OverparamLayer, OverparamLinear, collapse, overparameterize
+from .checks_depth import (
+    check_activation_trend,
+    check_centered_gram,
+    check_fraction_below,
+    check_fuss_catalan_moment,
+    check_two_factors,
+)
+from .plotting_depth import (
+    GRAM_MODE_LABELS,
+    plot_gram_heatmaps,
+    plot_gram_modes,
+    plot_median_rho,
+    plot_product_rank,
+    plot_product_spectra,
+    plot_rank_cdf,
+    plot_rank_densities,
+    plot_rank_landscape,
+    plot_volume,
+)
+from .widgets import EXPLORER_DEPTHS, EXPLORER_WIDTHS, random_init_explorer, random_init_figure
 from .plotting import depth_palette, plot_rank_table, plot_spectra, set_style
 from .rank import (
     cosine_gram,
@@ -63,6 +86,26 @@ from .train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "EXPLORER_DEPTHS",
+    "EXPLORER_WIDTHS",
+    "GRAM_MODE_LABELS",
+    "activation_gain",
+    "check_activation_trend",
+    "check_centered_gram",
+    "check_fraction_below",
+    "check_fuss_catalan_moment",
+    "check_two_factors",
+    "plot_gram_heatmaps",
+    "plot_gram_modes",
+    "plot_median_rho",
+    "plot_product_rank",
+    "plot_product_spectra",
+    "plot_rank_cdf",
+    "plot_rank_densities",
+    "plot_rank_landscape",
+    "plot_volume",
+    "random_init_explorer",
+    "random_init_figure",
     "GRADIENT_FREE_OPTIMIZERS",
     "OPTIMIZERS",
     "OverparamConv2d",

@@ -18,6 +18,7 @@ __all__ = [
     "make_deep_linear",
     "linear_layers",
     "end_to_end_weight",
+    "activation_gain",
 ]
 
 
@@ -61,6 +62,12 @@ _GAINS: dict[str, float] = {
 
 WEIGHT_INITS: tuple[str, ...] = ("normal", "uniform", "default")
 """``normal``: N(0, g²/fan_in); ``uniform``: U(-a, a) with the same variance; ``default``: PyTorch's own."""
+
+
+def activation_gain(name: str) -> float:
+    """The weight-scale gain used for ``name`` (std = gain / sqrt(fan_in)), shared by every builder in the package."""
+    make_activation(name)  # the same error message for an unknown name
+    return _GAINS[name]
 
 
 def make_activation(name: str) -> nn.Module:

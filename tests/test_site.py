@@ -115,9 +115,9 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
 
     host = urlparse(server).netloc
     for page in pages:
+        browser.set_window_size(1280, 900)
         browser.get(f"{server}/{page}")
         counts["pages"] += 1
-        browser.save_screenshot(str(ARTIFACTS / (page.replace("/", "__") + ".png")))
         for entry in browser.get_log("browser"):
             if entry["level"] != "SEVERE":
                 continue
@@ -132,6 +132,10 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
             counts["images"] += 1
             if not ok:
                 problems.append(f"{page}: image did not load: {src}")
+        # a full-page screenshot, once the images are in
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(int(height), 20000))
+        browser.save_screenshot(str(ARTIFACTS / (page.replace("/", "__") + ".png")))
         for href in browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
             parsed = urlparse(href)
             if parsed.scheme not in ("http", "https"):

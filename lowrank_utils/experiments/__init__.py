@@ -6,3 +6,50 @@ from __future__ import annotations
 from .effective_rank import example_matrices, gram_vs_features, power_law_spectra, rank_table, spectra_table
 
 __all__ = ["example_matrices", "gram_vs_features", "power_law_spectra", "rank_table", "spectra_table"]
+
+# Chapters 2 and 3: random initialisation (Observation 1) and why depth lowers rank.
+from .depth_volume import (  # noqa: E402
+    LandscapeConfig,
+    ProductConfig,
+    VolumeConfig,
+    balanced_factors,
+    filter_normalized_direction,
+    fuss_catalan_density,
+    fuss_catalan_moment,
+    fuss_catalan_rho_gap,
+    landscape_summary,
+    low_rank_fraction,
+    predicted_product_rho,
+    product_rank,
+    product_spectra,
+    random_products,
+    rank_landscape,
+    volume_curve,
+    volume_draws,
+)
+from .random_init import (  # noqa: E402
+    GRAM_MODES,
+    RandomInitConfig,
+    cpu_threads,
+    gaussian_inputs,
+    gram_examples,
+    gram_mode_comparison,
+    gram_rho,
+    median_table,
+    mlp_forward,
+    output_gram,
+    random_network_rhos,
+    rank_distribution,
+    sample_mlp_weights,
+    width_sweep,
+)
+
+__all__ += [
+    "GRAM_MODES", "RandomInitConfig", "cpu_threads", "gaussian_inputs", "gram_examples", "gram_mode_comparison",
+    "gram_rho", "median_table", "mlp_forward", "output_gram", "random_network_rhos", "rank_distribution",
+    "sample_mlp_weights", "width_sweep",
+    "LandscapeConfig", "ProductConfig", "VolumeConfig", "balanced_factors", "filter_normalized_direction",
+    "fuss_catalan_density", "fuss_catalan_moment", "fuss_catalan_rho_gap", "landscape_summary", "low_rank_fraction",
+    "predicted_product_rho", "product_rank", "product_spectra", "random_products", "rank_landscape", "volume_curve",
+    "volume_draws",
+]

@@ -1,0 +1,207 @@
+"""Exercise checkers for chapters 2 (random initialisation) and 3 (why depth lowers rank).
+
+Same conventions as :mod:`lowrank_utils.checks`: a checker prints PASS or FAIL with a hint and returns a
+:class:`~lowrank_utils.checks.Verdict`; an answer that still raises ``NotImplementedError`` is reported and re-raised.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .checks import Verdict, report
+from .experiments.depth_volume import fuss_catalan_moment, low_rank_fraction
+from .experiments.random_init import RandomInitConfig, random_network_rhos
+from .rank import gram
+
+__all__ = [
+    "SOFTPLUS_GAIN",
+    "check_centered_gram",
+    "check_activation_trend",
+    "check_fuss_catalan_moment",
+    "check_fraction_below",
+    "check_two_factors",
+]
+
+SOFTPLUS_GAIN = math.sqrt(2.0)
+"""The weight gain exercise 2.2 asks for (softplus behaves like ReLU for large inputs)."""
+
+_TREND_DEPTHS = (1, 2, 4, 8, 16)
+
+
+def _run(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """Call a student's function; re-raise an unfinished stub, report any other error as a FAIL."""
+    try:
+        return True, fn(*args)
+    except NotImplementedError:
+        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.")
+        raise
+    except Exception as err:  # a student's bug is feedback, not a crash
+        report(name, False, f"your function raised {type(err).__name__}: {err}")
+        return False, None
+
+
+def _unfinished(name: str, value: Any) -> None:
+    if value is NotImplemented or value is Ellipsis or value is None:
+        report(name, False, "no answer yet.")
+        raise NotImplementedError(name)
+
+
+def check_centered_gram(fn: Callable[[torch.Tensor], Any], name: str = "centred Gram matrix") -> Verdict:
+    """Check a student's K = HΦΦᵀH against the package on Gaussian and ReLU features (rows are samples)."""
+    g = torch.Generator().manual_seed(7)
+    cases = {
+        "Gaussian features (20 x 5)": torch.randn(20, 5, generator=g, dtype=torch.float64),
+        "ReLU features (30 x 8)": torch.relu(torch.randn(30, 8, generator=g, dtype=torch.float64)),
+        "a single sample repeated (4 x 3)": torch.ones(4, 3, dtype=torch.float64),
+    }
+    for label, phi in cases.items():
+        ok, out = _run(name, fn, phi.clone())
+        if not ok:
+            return Verdict(name, False)
+        try:
+            K = torch.as_tensor(out, dtype=torch.float64)
+        except Exception:
+            return report(name, False, f"on {label} you returned {type(out).__name__}, not a matrix.")
+        n = phi.shape[0]
+        if K.shape != (n, n):
+            return report(name, False, f"on {label} K should be {n} x {n} (samples x samples), got "
+                                       f"{tuple(K.shape)}. Did you compute ΦᵀΦ instead of ΦΦᵀ?")
+        expected = gram(phi, center=True)
+        if not torch.allclose(K, expected, atol=1e-8, rtol=1e-6):
+            if torch.allclose(K, gram(phi), atol=1e-8, rtol=1e-6):
+                hint = "you returned the uncentred K; subtract the mean feature vector first."
+            else:
+                hint = "subtract the mean over samples (dim=0), one mean feature vector, before the product."
+            return report(name, False, f"on {label} your K differs from HΦΦᵀH: {hint}")
+    return report(name, True)
+
+
+def check_activation_trend(
+    medians: Mapping[int, float], prediction: str, *, name: str = "a new activation: softplus",
+) -> Verdict:
+    """Check a student's median ρ(K) per depth for softplus networks, and their predicted trend.
+
+    The reference is the quick preset (width 32, 64 inputs, 200 draws, normal weights, centred K) with
+    ``torch.nn.functional.softplus`` and gain :data:`SOFTPLUS_GAIN`.
+    """
+    _unfinished(name, medians)
+    _unfinished(name, prediction)
+    if not isinstance(medians, Mapping):
+        return report(name, False,
+                      f"softplus_medians should be a dict {{depth: median}}, got {type(medians).__name__}.")
+    if sorted(int(d) for d in medians) != list(_TREND_DEPTHS):
+        return report(name, False, f"give one median per depth in {_TREND_DEPTHS}, got depths {sorted(medians)}.")
+    config = RandomInitConfig.quick(inits=("normal",))
+    ceiling = math.log(min(config.n_samples, config.width))
+    reference = {}
+    for depth in _TREND_DEPTHS:
+        rho = random_network_rhos(config, torch.nn.functional.softplus, "normal", depth, gain=SOFTPLUS_GAIN)
+        reference[depth] = float(rho[config.gram_mode].median())
+    for depth in _TREND_DEPTHS:
+        try:
+            value = float(medians[depth])
+        except (TypeError, ValueError):
+            return report(name, False, f"the median for depth {depth} is not a number.")
+        if not (math.isfinite(value) and 0 <= value <= ceiling + 1e-9):
+            return report(name, False,
+                          f"ρ(K) must lie in [0, log min(n, width)] = [0, {ceiling:.2f}]; depth {depth} gave {value}.")
+        if abs(value - reference[depth]) > 0.1:
+            return report(name, False, f"at depth {depth} you measured {value:.2f}, the reference gives "
+                                       f"{reference[depth]:.2f}. Use random_network_rhos(config, F.softplus, "
+                                       f"'normal', depth, gain=SOFTPLUS_GAIN) and take the median.")
+    values = [reference[d] for d in _TREND_DEPTHS]
+    measured = "decreases" if all(a > b for a, b in zip(values, values[1:])) else (
+        "increases" if all(a < b for a, b in zip(values, values[1:])) else "neither")
+    guess = str(prediction).strip().lower()
+    if guess not in ("decreases", "increases", "neither"):
+        return report(name, False, "prediction should be one of 'decreases', 'increases', 'neither'.")
+    if guess != measured:
+        return report(name, False, f"your measurements are right, but you predicted '{guess}' and the median "
+                                   f"{measured} with depth. Look at the numbers again.")
+    return report(name, True)
+
+
+def check_fuss_catalan_moment(fn: Callable[[int, int], Any], name: str = "Fuss–Catalan moments") -> Verdict:
+    """Check a student's E[x^k] for the Fuss–Catalan law of order s (integer k) against known values."""
+    cases = [(1, 1, 1), (1, 2, 2), (1, 3, 5), (1, 4, 14), (2, 2, 3), (2, 3, 12), (3, 2, 4)]
+    cases += [(s, k, fuss_catalan_moment(s, k)) for s in (4, 8, 16) for k in (2, 3)]
+    for s, k, expected in cases:
+        ok, out = _run(name, fn, s, k)
+        if not ok:
+            return Verdict(name, False)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            return report(name, False, f"fn({s}, {k}) returned {out!r}, not a number.")
+        if not math.isclose(value, expected, rel_tol=1e-6):
+            hint = "for s = 1 these are the Catalan numbers 1, 2, 5, 14." if s == 1 else \
+                "the k-th moment is binom((s+1)k, k) / (sk + 1)."
+            return report(name, False, f"fn({s}, {k}) = {value:.6g}, expected {expected:.6g}; {hint}")
+    return report(name, True)
+
+
+def check_fraction_below(fn: Callable[[pd.DataFrame, float], Any], data: pd.DataFrame | None = None,
+                         tau: float = 1.5, name: str = "the volume fraction") -> Verdict:
+    """Check a student's ``fn(df, tau) -> {depth: fraction of rows with rho < tau}``.
+
+    First on a small table with a known answer (values equal to τ do not count), then on ``data`` when given.
+    """
+    toy = pd.DataFrame({"depth": [1, 1, 1, 1, 2, 2, 2, 2], "rho": [3.0, 2.0, 1.5, 1.0, 1.4, 1.0, 0.5, 2.5]})
+    ok, out = _run(name, fn, toy, 1.5)
+    if not ok:
+        return Verdict(name, False)
+    expected = {1: 0.25, 2: 0.75}
+    try:
+        got = {int(k): float(v) for k, v in dict(out).items()}
+    except Exception:
+        return report(name, False, f"return a dict {{depth: fraction}}, got {type(out).__name__}.")
+    if got.keys() != expected.keys() or any(abs(got[d] - expected[d]) > 1e-9 for d in expected):
+        hint = "count rho strictly below tau (rho < tau), per depth, divided by the number of draws at that depth."
+        return report(name, False, f"on a small table you returned {got}, expected {expected}: {hint}")
+    if data is not None:
+        ok, out = _run(name, fn, data, tau)
+        if not ok:
+            return Verdict(name, False)
+        reference = low_rank_fraction(data, [tau]).set_index("depth")["fraction"]
+        try:
+            got = {int(k): float(v) for k, v in dict(out).items()}
+        except Exception:
+            return report(name, False, f"return a dict {{depth: fraction}}, got {type(out).__name__}.")
+        if got.keys() != set(int(d) for d in reference.index) or any(
+                abs(got[int(d)] - float(p)) > 1e-9 for d, p in reference.items()):
+            return report(name, False, "your answer is right on the small table but not on the chapter's data; "
+                                       "group by depth only.")
+    return report(name, True)
+
+
+def check_two_factors(fn: Callable[[torch.Tensor], Any], name: str = "a balanced two-layer factorisation") -> Verdict:
+    """Check ``fn(W) -> (W1, W2)`` with W2 @ W1 = W and W1, W2 having the same singular values."""
+    g = torch.Generator().manual_seed(11)
+    cases = {
+        "a Gaussian 6 x 6 matrix": torch.randn(6, 6, generator=g, dtype=torch.float64),
+        "diag(4, 1, 0.25)": torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64)),
+    }
+    for label, W in cases.items():
+        ok, out = _run(name, fn, W.clone())
+        if not ok:
+            return Verdict(name, False)
+        try:
+            W1, W2 = (torch.as_tensor(m, dtype=torch.float64) for m in out)
+        except Exception:
+            return report(name, False, "return a pair (W1, W2) of matrices.")
+        if W1.shape != W.shape or W2.shape != W.shape:
+            return report(name, False, f"on {label} both factors should have shape {tuple(W.shape)}.")
+        if not torch.allclose(W2 @ W1, W, atol=1e-8, rtol=1e-6):
+            return report(name, False, f"on {label} W2 @ W1 is not W (W1 is applied first, so the product is "
+                                       "W2 @ W1).")
+        s1, s2 = torch.linalg.svdvals(W1), torch.linalg.svdvals(W2)
+        if not torch.allclose(s1, s2, atol=1e-6, rtol=1e-6):
+            return report(name, False, f"on {label} the factors are not balanced: singular values "
+                                       f"{np.round(s1.numpy(), 3)} vs {np.round(s2.numpy(), 3)}. Give each factor "
+                                       "the square roots of W's singular values.")
+    return report(name, True)
