@@ -203,13 +203,17 @@ def test_model_and_data_move_to_the_chosen_device():
     assert next(result.model.parameters()).device.type == "cpu"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# Every optimizer on every accelerator this machine has (the CPU always; CUDA where present, as on the GPU runs).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_cuda_training(name):
+def test_training_on_each_available_device(name, device):
     X, Y = problem()  # on the CPU: fit moves them
-    result = fit_regression(net(), X, Y, config(optimizer=name, device="cuda", **SETTINGS[name]))
-    assert result.device.type == "cuda"
-    assert next(result.model.parameters()).device.type == "cuda"
+    result = fit_regression(net(), X, Y, config(optimizer=name, device=device, **SETTINGS[name]))
+    assert result.device.type == device
+    assert next(result.model.parameters()).device.type == device
     assert result.final_loss < 0.5 * result.history["loss"].iloc[0]
 
 
