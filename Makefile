@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 book: $(STAMP)  ## execute every chapter and build the static site into _build/html
-	$(JB) build . -W -n --keep-going
+	TQDM_DISABLE=1 $(JB) build . -W -n --keep-going
 
 execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
 	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb

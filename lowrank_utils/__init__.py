@@ -47,6 +47,13 @@ from .checks_depth import (
     check_fuss_catalan_moment,
     check_two_factors,
 )
+from .checks_overparam import check_collapse_linear, check_compose_kernels
+from .plotting_overparam import (
+    plot_init_rank,
+    plot_rank_over_training,
+    plot_spectrum_change,
+    plot_spectrum_dynamics,
+)
 from .plotting_depth import (
     GRAM_MODE_LABELS,
     plot_gram_heatmaps,
@@ -72,7 +79,7 @@ from .rank import (
     singular_values,
     stable_rank,
 )
-from .runtime import SCALE_ENV, get_device, get_scale, in_colab, seed_everything
+from .runtime import SCALE_ENV, get_device, get_scale, in_colab, progress_enabled, seed_everything
 from .train import (
     GRADIENT_FREE_OPTIMIZERS,
     OPTIMIZERS,
@@ -86,6 +93,12 @@ from .train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "check_collapse_linear",
+    "check_compose_kernels",
+    "plot_init_rank",
+    "plot_rank_over_training",
+    "plot_spectrum_change",
+    "plot_spectrum_dynamics",
     "EXPLORER_DEPTHS",
     "EXPLORER_WIDTHS",
     "GRAM_MODE_LABELS",
@@ -104,6 +117,7 @@ __all__ = [
     "plot_rank_densities",
     "plot_rank_landscape",
     "plot_volume",
+    "progress_enabled",
     "random_init_explorer",
     "random_init_figure",
     "GRADIENT_FREE_OPTIMIZERS",

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["SCALE_ENV", "Scale", "get_device", "seed_everything", "get_scale", "in_colab"]
+__all__ = ["SCALE_ENV", "Scale", "get_device", "seed_everything", "get_scale", "in_colab", "progress_enabled"]
 
 SCALE_ENV = "LOWRANK_SCALE"
 """Environment variable that picks the experiment scale: ``quick`` (CPU-sized) or ``full`` (GPU-sized)."""
@@ -89,3 +89,13 @@ def get_scale(default: Scale | None = None, *, verbose: bool = False) -> Scale:
     if verbose:
         print(f"Scale: {scale} ({source}; set {SCALE_ENV}=quick or full to change it).")
     return scale
+
+
+def progress_enabled(requested: bool = True) -> bool:
+    """Whether to draw a progress bar: as requested, unless ``$TQDM_DISABLE`` is set.
+
+    Notebooks are stored (and the site is built) with ``TQDM_DISABLE=1``: a stored progress bar is a frozen bar on
+    GitHub and a widget without a kernel on the site. Functions pass ``disable=not progress_enabled(...)`` to tqdm,
+    because an explicit ``disable=False`` would override the environment variable.
+    """
+    return bool(requested) and os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("1", "true", "yes")

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from tqdm.auto import tqdm
 
-from .runtime import get_device, seed_everything
+from .runtime import get_device, progress_enabled, seed_everything
 
 __all__ = [
     "OPTIMIZERS",
@@ -261,7 +261,7 @@ def fit(
         stack.enter_context(_blas_single_thread(config.optimizer == "cma"))
         # tqdm writes to stderr (and to a widget in Jupyter), so stdout never carries progress or timings.
         bar = stack.enter_context(
-            tqdm(total=max_steps, desc=config.optimizer, disable=not config.progress, leave=False)
+            tqdm(total=max_steps, desc=config.optimizer, disable=not progress_enabled(config.progress), leave=False)
         )
         for step in range(max_steps):
             epoch = step // batches_per_epoch

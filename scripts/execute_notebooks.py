@@ -7,6 +7,7 @@ Each notebook runs top to bottom in its own folder with the current environment'
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ def execute(path: Path) -> float:
 def main(paths: list[str]) -> None:
     if not paths:
         raise SystemExit(__doc__)
+    # Progress bars are for people watching a kernel; stored as outputs they would only show a frozen bar
+    # (or a widget without state) on GitHub and on the site. tqdm reads TQDM_DISABLE from the environment.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     for p in paths:
         print(f"{p}: executed in {execute(Path(p)):.1f} s", flush=True)
 

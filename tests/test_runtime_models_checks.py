@@ -139,3 +139,10 @@ def test_checkers_pass_and_fail(capsys: pytest.CaptureFixture[str]) -> None:
     assert lu.check_diag_entropy(1.75 * math.log(2))
     assert not lu.check_diag_entropy(math.log(4))
     assert not lu.check_diag_entropy(float("nan"))
+
+
+def test_progress_bars_follow_tqdm_disable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert lu.progress_enabled(True) and not lu.progress_enabled(False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not lu.progress_enabled(True)

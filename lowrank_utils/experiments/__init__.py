@@ -53,3 +53,24 @@ __all__ += [
     "predicted_product_rho", "product_rank", "product_spectra", "random_products", "rank_landscape", "volume_curve",
     "volume_draws",
 ]
+
+# Chapter 7: linear over-parameterization (exact collapse, cost, rank at initialisation, spectrum over training).
+from .overparam_layers import (  # noqa: E402
+    InitRankConfig,
+    SpectrumConfig,
+    checkpoint_table,
+    collapse_check,
+    conv_layers,
+    cost_table,
+    init_rank,
+    init_rank_medians,
+    layer_matrix,
+    small_cnn,
+    spectrum_dynamics,
+    step_time_table,
+)
+
+__all__ += [
+    "InitRankConfig", "SpectrumConfig", "checkpoint_table", "collapse_check", "conv_layers", "cost_table",
+    "init_rank", "init_rank_medians", "layer_matrix", "small_cnn", "spectrum_dynamics", "step_time_table",
+]
