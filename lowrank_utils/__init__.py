@@ -8,10 +8,14 @@ Everything a notebook needs is importable from here; each name lives in one smal
 * ``data``     -- datasets: local directories first, then download, else a clear error
 * ``overparam``-- over-parameterized layers, expand a model and collapse it back exactly
 * ``train``    -- training loops (gradient-based and gradient-free) with progress bars
-* ``plotting`` -- the book's figure style and shared plots (``plotting_depth``: chapters 2-3)
+* ``plotting`` -- the book's figure style and shared plots
+* ``experiments`` -- one module per chapter: the pure functions behind each figure
+* ``plotting_*`` -- figures for chapters 2-3 (depth), 4-6 (training), 7 (overparam), 8-9 (classification)
+* ``checks_*`` -- the exercise checkers of those chapters
 * ``widgets``  -- ipywidgets explorers, each with a static-figure fallback
-* ``checks_depth`` -- checkers for the exercises of chapters 2-3
-* ``checks``   -- exercise checkers
+* ``checks``   -- exercise checkers (``Verdict``, PASS/FAIL with hints)
+* ``exercises`` -- the student-notebook generator (``python -m lowrank_utils.exercises``)
+* ``train_imagenet`` -- DDP ImageNet training (``torchrun -m lowrank_utils.train_imagenet``)
 """
 
 from __future__ import annotations
@@ -47,6 +51,25 @@ from .checks_depth import (
     check_fuss_catalan_moment,
     check_two_factors,
 )
+from .experiments.classification import (
+    ClassificationConfig,
+    compare_to_baseline,
+    run_classification,
+    significance_statement,
+)
+from .experiments.initialization import low_rank_init_
+from .experiments.trained import make_regression_task, output_rho, train_on_task
+from .plotting_training import (
+    plot_activation_rho,
+    plot_depth_regression,
+    plot_init_comparison,
+    plot_optimizer_cost,
+    plot_optimizer_rho,
+    plot_rank_sweep,
+    plot_rho_dynamics,
+    plot_trained_grams,
+)
+from .plotting_classification import plot_classification, plot_epoch_curves
 from .checks_overparam import check_collapse_linear, check_compose_kernels
 from .plotting_overparam import (
     plot_init_rank,
@@ -93,6 +116,24 @@ from .train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "low_rank_init_",
+    "make_regression_task",
+    "output_rho",
+    "train_on_task",
+    "plot_activation_rho",
+    "plot_depth_regression",
+    "plot_init_comparison",
+    "plot_optimizer_cost",
+    "plot_optimizer_rho",
+    "plot_rank_sweep",
+    "plot_rho_dynamics",
+    "plot_trained_grams",
+    "ClassificationConfig",
+    "compare_to_baseline",
+    "plot_classification",
+    "plot_epoch_curves",
+    "run_classification",
+    "significance_statement",
     "check_collapse_linear",
     "check_compose_kernels",
     "plot_init_rank",

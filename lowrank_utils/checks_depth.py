@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from .checks import Verdict, report
+from .checks import _call as _run  # shared: re-raise unfinished stubs, report other errors as FAIL
 from .experiments.depth_volume import fuss_catalan_moment, low_rank_fraction
 from .experiments.random_init import RandomInitConfig, random_network_rhos
 from .rank import gram
@@ -31,18 +32,6 @@ SOFTPLUS_GAIN = math.sqrt(2.0)
 """The weight gain exercise 2.2 asks for (softplus behaves like ReLU for large inputs)."""
 
 _TREND_DEPTHS = (1, 2, 4, 8, 16)
-
-
-def _run(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-    """Call a student's function; re-raise an unfinished stub, report any other error as a FAIL."""
-    try:
-        return True, fn(*args)
-    except NotImplementedError:
-        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.")
-        raise
-    except Exception as err:  # a student's bug is feedback, not a crash
-        report(name, False, f"your function raised {type(err).__name__}: {err}")
-        return False, None
 
 
 def _unfinished(name: str, value: Any) -> None:

@@ -74,3 +74,71 @@ __all__ += [
     "InitRankConfig", "SpectrumConfig", "checkpoint_table", "collapse_check", "conv_layers", "cost_table",
     "init_rank", "init_rank_medians", "layer_matrix", "small_cnn", "spectrum_dynamics", "step_time_table",
 ]
+
+# Chapters 4-6: trained networks, optimizers and initialisation (Observations 2-4).
+from .initialization import (  # noqa: E402
+    INITS,
+    InitComparisonConfig,
+    initial_network,
+    initialization_comparison,
+    low_rank_init_,
+)
+from .optimizers import (  # noqa: E402
+    DEFAULT_OPTIMIZER_SETTINGS,
+    OptimizerComparisonConfig,
+    depth_trend,
+    optimizer_comparison,
+    optimizer_summary,
+)
+from .trained import (  # noqa: E402
+    ActivationTrainingConfig,
+    DepthRegressionConfig,
+    RegressionTask,
+    best_depths,
+    depth_regression,
+    linear_network,
+    load_results,
+    make_regression_task,
+    make_target,
+    output_rho,
+    save_results,
+    seed_summary,
+    train_on_task,
+    trained_activations,
+)
+
+__all__ += [
+    "INITS", "InitComparisonConfig", "initial_network", "initialization_comparison", "low_rank_init_",
+    "DEFAULT_OPTIMIZER_SETTINGS", "OptimizerComparisonConfig", "depth_trend", "optimizer_comparison",
+    "optimizer_summary",
+    "ActivationTrainingConfig", "DepthRegressionConfig", "RegressionTask", "best_depths", "depth_regression",
+    "linear_network", "load_results", "make_regression_task", "make_target", "output_rho", "save_results",
+    "seed_summary", "train_on_task", "trained_activations",
+]
+
+# Chapters 8-9: over-parameterized image classifiers; ImageNet with DDP.
+from .classification import (  # noqa: E402
+    ClassificationConfig,
+    classification_facts,
+    compare_to_baseline,
+    load_classification_results,
+    run_classification,
+    save_classification_results,
+    significance_statement,
+    summarize,
+    training_flops,
+)
+from .imagenet import (  # noqa: E402
+    gpu_hours,
+    imagenet_training_work,
+    overparam_parameter_table,
+    read_run,
+    run_torchrun,
+    steps_per_epoch,
+)
+
+__all__ += [
+    "ClassificationConfig", "classification_facts", "compare_to_baseline", "load_classification_results",
+    "run_classification", "save_classification_results", "significance_statement", "summarize", "training_flops",
+    "gpu_hours", "imagenet_training_work", "overparam_parameter_table", "read_run", "run_torchrun", "steps_per_epoch",
+]

@@ -1,0 +1,62 @@
+"""Run the full presets of chapters 4-6 and store their results, with provenance, in book/results/.
+
+    python scripts/run_full_presets.py [names ...]     # names: activations, regression, rank_sweep, optimizers, init
+
+Each file records the command (the package call that produced it), the config, the hardware, the torch version,
+the date, the seeds and the wall time; the chapters plot these next to their live quick runs. The stored runs were
+made with this script on a CPU (the networks are tiny; see each chapter for the measured times).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from lowrank_utils.experiments.initialization import InitComparisonConfig, initialization_comparison
+from lowrank_utils.experiments.optimizers import OptimizerComparisonConfig, optimizer_comparison
+from lowrank_utils.experiments.trained import (
+    ActivationTrainingConfig,
+    DepthRegressionConfig,
+    depth_regression,
+    save_results,
+    trained_activations,
+)
+
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
+
+# name -> (file, module, call as written in the provenance, config, function, names of the returned frames to keep)
+JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
+    "activations": ("ch04_activations_full.json", "trained", "trained_activations(ActivationTrainingConfig.full())",
+                    ActivationTrainingConfig.full(), trained_activations, ("results",)),
+    "regression": ("ch04_depth_regression_full.json", "trained", "depth_regression(DepthRegressionConfig.full())",
+                   DepthRegressionConfig.full(), depth_regression, ("summary",)),
+    "rank_sweep": ("ch04_rank_sweep_full.json", "trained",
+                   "depth_regression(DepthRegressionConfig.rank_sweep('full'))",
+                   DepthRegressionConfig.rank_sweep("full"), depth_regression, ("summary",)),
+    "optimizers": ("ch05_optimizers_full.json", "optimizers", "optimizer_comparison(OptimizerComparisonConfig.full())",
+                   OptimizerComparisonConfig.full(), optimizer_comparison, ("results",)),
+    "init": ("ch06_initialization_full.json", "initialization",
+             "initialization_comparison(InitComparisonConfig.full())",
+             InitComparisonConfig.full(), initialization_comparison, ("summary",)),
+}
+
+
+def main(names: list[str]) -> None:
+    unknown = set(names) - set(JOBS)
+    if unknown:
+        raise SystemExit(f"unknown job(s) {sorted(unknown)}; choose from {', '.join(JOBS)}")
+    for name in names or list(JOBS):
+        filename, module, call, config, fn, keep = JOBS[name]
+        start = time.perf_counter()
+        out = fn(config)
+        frames = out if isinstance(out, tuple) else (out,)
+        wall = time.perf_counter() - start
+        path = save_results(dict(zip(keep, frames)), config, RESULTS / filename,
+                            command=f"from lowrank_utils.experiments.{module} import *; {call}", wall_time_s=wall)
+        print(f"{name}: {wall / 60:.1f} min -> {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
