@@ -102,7 +102,7 @@ from .rank import (
     singular_values,
     stable_rank,
 )
-from .runtime import SCALE_ENV, get_device, get_scale, in_colab, progress_enabled, seed_everything
+from .runtime import SCALE_ENV, cpu_threads, get_device, get_scale, in_colab, progress_enabled, seed_everything
 from .train import (
     GRADIENT_FREE_OPTIMIZERS,
     OPTIMIZERS,
@@ -158,6 +158,7 @@ __all__ = [
     "plot_rank_densities",
     "plot_rank_landscape",
     "plot_volume",
+    "cpu_threads",
     "progress_enabled",
     "random_init_explorer",
     "random_init_figure",

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from tqdm.auto import tqdm
 
-from .runtime import get_device, progress_enabled, seed_everything
+from .runtime import cpu_threads, get_device, progress_enabled, seed_everything
 
 __all__ = [
     "OPTIMIZERS",
@@ -257,7 +257,7 @@ def fit(
     if threads is None and config.optimizer in GRADIENT_FREE_OPTIMIZERS:
         threads = 1
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_torch_threads(threads if device.type == "cpu" else None))
+        stack.enter_context(cpu_threads(threads, device))
         stack.enter_context(_blas_single_thread(config.optimizer == "cma"))
         # tqdm writes to stderr (and to a widget in Jupyter), so stdout never carries progress or timings.
         bar = stack.enter_context(
@@ -574,20 +574,6 @@ def _batches(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             yield X[idx], Y[idx]
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (``None``: leave the setting alone), then restore the old count."""
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _blas_single_thread(active: bool) -> contextlib.AbstractContextManager[Any]:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..data import dataset_info, load_dataset
 from ..overparam import collapse, overparameterize
 from ..rank import gram_effective_rank
-from ..runtime import get_device, get_scale, progress_enabled, seed_everything
+from ..runtime import cpu_threads, get_device, get_scale, progress_enabled, seed_everything
 from ..train_imagenet import count_parameters
 
 __all__ = [
@@ -406,19 +406,6 @@ def _predict(model: nn.Module, x: Tensor, batch_size: int, channels_last: bool, 
     return torch.cat(outs)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None, device: torch.device) -> Iterator[None]:
-    if n is None or device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _steps_per_epoch(config: ClassificationConfig, n: int) -> int:
     return max(1, n // config.batch_size)  # drop the last incomplete batch (BatchNorm dislikes tiny ones)
 
@@ -526,7 +513,7 @@ def run_classification(config: ClassificationConfig | None = None) -> pd.DataFra
 
     # One bar for the whole experiment (one step per mini-batch), so a notebook shows a single progress line.
     total = sum(steps(train_size(d)) for d in config.datasets)
-    with _threads(config.cpu_threads, device), _cudnn_benchmark(device), \
+    with cpu_threads(config.cpu_threads, device), _cudnn_benchmark(device), \
             tqdm(total=total, desc="training", disable=not progress_enabled(config.progress)) as bar:
         for dataset in config.datasets:
             x_train, y_train = _as_tensors(dataset, "train", config.train_subset, config)

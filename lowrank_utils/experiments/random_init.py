@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -25,6 +24,7 @@ from torch import Tensor
 
 from ..models import ACTIVATIONS, WEIGHT_INITS, activation_gain, make_activation
 from ..rank import cosine_gram, entropy_effective_rank, gram
+from ..runtime import cpu_threads
 
 __all__ = [
     "GRAM_MODES",
@@ -151,24 +151,6 @@ class RandomInitConfig:
         return _DTYPES[self.dtype]
 
 
-@contextmanager
-def cpu_threads(device: str | torch.device = "cpu", n: int = 1) -> Iterator[None]:
-    """Run the enclosed code with ``n`` intra-op CPU threads (restored afterwards); does nothing off the CPU.
-
-    The experiments here are thousands of tiny matrices in a batch. For those, one thread per process is faster than
-    several: on the course's 2-core build machine, shared with other jobs, it measured 2-3x faster than two.
-    """
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -177,7 +159,7 @@ def _on_config_threads(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(config: Any, *args: Any, **kwargs: Any) -> Any:
-        with cpu_threads(getattr(config, "device", "cpu")):
+        with cpu_threads(1, getattr(config, "device", "cpu")):
             return fn(config, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
