@@ -24,6 +24,7 @@ from ..models import linear_layers
 from ..train import TrainConfig
 from .trained import (
     _DIVERGENCE_MODES,
+    _choices,
     _cached_task,
     _check_training,
     _int,
@@ -100,13 +101,7 @@ class InitComparisonConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        inits = tuple(self.inits)
-        if not inits:
-            raise ValueError("inits must not be empty.")
-        for name in inits:
-            if name not in INITS:
-                raise ValueError(f"unknown init {name!r}; choose from {', '.join(INITS)}.")
-        object.__setattr__(self, "inits", inits)
+        object.__setattr__(self, "inits", _choices("inits", self.inits, INITS, "init"))
         object.__setattr__(self, "depths", _ints("depths", self.depths))
         object.__setattr__(self, "seeds", _ints("seeds", self.seeds, 0))
         for name in ("init_rank", "width", "target_rank", "n_train", "steps", "log_every"):

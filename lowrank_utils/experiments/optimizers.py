@@ -21,6 +21,7 @@ import pandas as pd
 from ..train import GRADIENT_FREE_OPTIMIZERS, OPTIMIZERS, TrainConfig
 from .trained import (
     _DIVERGENCE_MODES,
+    _choices,
     _cached_task,
     _device,
     _int,
@@ -75,12 +76,7 @@ class OptimizerComparisonConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        optimizers = tuple(self.optimizers)
-        if not optimizers:
-            raise ValueError("optimizers must not be empty.")
-        for name in optimizers:
-            if name not in OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}.")
+        optimizers = _choices("optimizers", self.optimizers, OPTIMIZERS, "optimizer")
         object.__setattr__(self, "optimizers", optimizers)
         object.__setattr__(self, "depths", _ints("depths", self.depths))
         object.__setattr__(self, "seeds", _ints("seeds", self.seeds, 0))

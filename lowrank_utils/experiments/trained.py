@@ -91,6 +91,17 @@ def _ints(name: str, values: Sequence[int], minimum: int = 1) -> tuple[int, ...]
     return values
 
 
+def _choices(name: str, values: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """``values`` as a non-empty tuple of names from ``allowed``; a ValueError names the first bad one."""
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must not be empty.")
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(allowed)}.")
+    return values
+
+
 def _int(name: str, value: object, minimum: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -334,13 +345,7 @@ class ActivationTrainingConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        acts = tuple(self.activations)
-        if not acts:
-            raise ValueError("activations must not be empty.")
-        for a in acts:
-            if a not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {a!r}; choose from {', '.join(ACTIVATIONS)}.")
-        object.__setattr__(self, "activations", acts)
+        object.__setattr__(self, "activations", _choices("activations", self.activations, ACTIVATIONS, "activation"))
         object.__setattr__(self, "depths", _ints("depths", self.depths))
         object.__setattr__(self, "seeds", _ints("seeds", self.seeds, 0))
         for name in ("width", "target_rank", "n_train", "steps"):
