@@ -5,8 +5,9 @@ over HTTP on localhost, and every page is loaded in a real browser. A page fails
 one of the site's own resources, if an image of the site does not load, or if an internal link (or its #anchor)
 leads nowhere. A screenshot of every page is saved to _build/site-test/ for inspection.
 
-External resources (the MathJax CDN, Colab badge images) cannot be reached from an offline test machine; they
-are counted and reported, not fetched.
+MathJax is served with the site (see book/_ext/site_fixes.py), and every chapter must show rendered formulas.
+External resources (the Colab badge images) cannot be reached from an offline test machine; they are counted
+and listed in _build/site-test/summary.txt, not fetched.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = r; i
 """
 
 
+_MATH_RENDERED = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !window.MathJax.startup) { done(-1); return; }
+window.MathJax.startup.promise.then(() => done(document.querySelectorAll('mjx-container').length));
+"""
+
+
 def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) -> None:
     pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts)
     chapters = [p for p in pages if p.startswith("book/")]
@@ -107,6 +115,7 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
     problems: list[str] = []
     counts = {"pages": 0, "images": 0, "internal_links": 0, "external_links": 0, "external_console": 0}
     ids_cache: dict[Path, set[str]] = {}
+    external: list[str] = []
 
     def ids_of(path: Path) -> set[str]:
         if path not in ids_cache:
@@ -123,7 +132,8 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
                 continue
             urls = re.findall(r"https?://[^\s\"')]+", entry["message"])
             if urls and all(urlparse(u).netloc != host for u in urls):
-                counts["external_console"] += 1  # a CDN this offline machine cannot reach
+                counts["external_console"] += 1  # a resource this offline machine cannot reach
+                external.append(f"{page}: {entry['message']}")
             else:
                 problems.append(f"{page}: console error: {entry['message']}")
         for src, ok in browser.execute_async_script(_ALL_IMAGES_LOADED):
@@ -132,6 +142,11 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
             counts["images"] += 1
             if not ok:
                 problems.append(f"{page}: image did not load: {src}")
+        if page.startswith("book/0"):  # every chapter has formulas; they must render from the bundled MathJax
+            rendered = browser.execute_async_script(_MATH_RENDERED)
+            counts["formulas"] = counts.get("formulas", 0) + max(rendered, 0)
+            if rendered <= 0:
+                problems.append(f"{page}: no formula was rendered by MathJax")
         # a full-page screenshot, once the images are in
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1280, min(int(height), 20000))
@@ -153,6 +168,7 @@ def test_every_page_loads_cleanly_in_chromium(site: Path, server: str, browser) 
             elif fragment and target.suffix == ".html" and unquote(fragment) not in ids_of(target):
                 problems.append(f"{page}: link to a missing anchor {href}")
     print(f"site test: {counts}; screenshots in {ARTIFACTS}")
-    (ARTIFACTS / "summary.txt").write_text(f"{counts}\n" + "\n".join(problems))
+    (ARTIFACTS / "summary.txt").write_text(f"{counts}\n\nproblems:\n" + "\n".join(problems)
+                                           + "\n\nunreachable external resources:\n" + "\n".join(external))
     assert not problems, "\n".join(problems[:50])
     assert counts["images"] >= 2 * len([p for p in chapters if p[5:7].isdigit()])
