@@ -43,3 +43,24 @@ def test_book_config_is_what_ci_and_colab_rely_on() -> None:
         assert any((ROOT / (f + ext)).exists() for ext in (".md", ".ipynb")), f
     notebooks = {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").glob("*.ipynb")}
     assert notebooks <= set(files), f"notebooks missing from _toc.yml: {notebooks - set(files)}"
+
+
+GPU_CHAPTERS = {"07_linear_overparameterization", "08_image_classification", "09_imagenet"}
+
+
+def test_every_notebook_is_colab_ready() -> None:
+    import nbformat
+
+    for folder in ("book", "student"):
+        for path in sorted((ROOT / folder).glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            badge = nb.cells[0].source
+            assert "colab.research.google.com/github/" in badge and f"/blob/main/{folder}/{path.name}" in badge, path
+            first_code = next(c for c in nb.cells if c.cell_type == "code").source
+            # install only when missing, and never torch/numpy (Colab brings its own)
+            assert 'find_spec("lowrank_utils") is None' in first_code, path
+            install = first_code.split("\n\n")[0]
+            assert not any(pkg in install for pkg in ("torch", "numpy")), path
+            assert nb.metadata["kernelspec"]["name"] == "python3", path
+            if path.stem in GPU_CHAPTERS:
+                assert nb.metadata.get("accelerator") == "GPU", f"{path}: ask Colab for a GPU"
