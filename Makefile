@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
 
-.PHONY: all env book execute student test test-unit test-notebooks bench clean help
+.PHONY: all env book execute student system-deps test test-unit test-notebooks bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
@@ -31,7 +31,10 @@ execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), 
 student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from book/
 	$(PY) -m lowrank_utils.exercises book student
 
-test: $(STAMP)  ## run every test: package unit tests and nbval over the chapters (quick scale)
+system-deps:  ## install Chromium, chromedriver and Debian's Fashion-MNIST when missing (apt-get, if permitted)
+	@scripts/install_system_deps.sh
+
+test: $(STAMP) system-deps  ## run every test: unit tests, nbval over the chapters, student copies, site in Chromium
 	LOWRANK_SCALE=quick $(PY) -m pytest
 
 test-unit: $(STAMP)  ## only the package's unit tests
