@@ -4,6 +4,8 @@ Everything a notebook needs is importable from here; each name lives in one smal
 
 * ``rank``     -- effective rank (ρ and exp ρ), stable rank, Gram matrices
 * ``runtime``  -- device, seeding, quick/full scale, Colab detection
+* ``results``  -- stored runs of bigger presets (package data, with provenance)
+* ``plans``    -- what each chapter runs at each scale and its measured run time
 * ``models``   -- deep linear networks and MLPs
 * ``data``     -- datasets: local directories first, then download, else a clear error
 * ``overparam``-- over-parameterized layers, expand a model and collapse it back exactly
@@ -103,6 +105,8 @@ from .rank import (
     stable_rank,
 )
 from .runtime import SCALE_ENV, cpu_threads, get_device, get_scale, in_colab, progress_enabled, seed_everything
+from .results import STORED_RUNS, load_provenance, stored_run, stored_run_names
+from .plans import CHAPTER_PLANS, announce_chapter, measured_time
 from .train import (
     GRADIENT_FREE_OPTIMIZERS,
     OPTIMIZERS,
@@ -159,6 +163,13 @@ __all__ = [
     "plot_rank_landscape",
     "plot_volume",
     "cpu_threads",
+    "STORED_RUNS",
+    "load_provenance",
+    "stored_run",
+    "stored_run_names",
+    "CHAPTER_PLANS",
+    "announce_chapter",
+    "measured_time",
     "progress_enabled",
     "random_init_explorer",
     "random_init_figure",

@@ -15,7 +15,7 @@ import torch
 __all__ = ["SCALE_ENV", "Scale", "get_device", "seed_everything", "get_scale", "in_colab", "progress_enabled", "cpu_threads"]
 
 SCALE_ENV = "LOWRANK_SCALE"
-"""Environment variable that picks the experiment scale: ``quick`` (CPU-sized) or ``full`` (GPU-sized)."""
+"""Environment variable that picks the experiment scale: ``quick`` (the default, CPU-sized) or ``full``."""
 
 Scale = Literal["quick", "full"]
 _SCALES = ("quick", "full")
@@ -73,23 +73,27 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def get_scale(default: Scale | None = None, *, verbose: bool = False) -> Scale:
-    """The experiment scale from ``$LOWRANK_SCALE``; without it, ``full`` on a CUDA GPU and ``quick`` otherwise."""
+def get_scale(requested: Scale | None = None, *, verbose: bool = False) -> Scale:
+    """The experiment scale: ``$LOWRANK_SCALE`` if set, else ``requested``, else ``quick`` (a GPU never changes it).
+
+    The full presets run for minutes to hours, so they are never picked behind the reader's back: a GPU makes the
+    quick scale faster, and ``full`` is something the reader asks for (the environment variable, or the ``SCALE``
+    form field in a chapter's set-up cell, which is what ``requested`` carries).
+    """
     raw = os.environ.get(SCALE_ENV, "").strip().lower()
     if raw:
         if raw not in _SCALES:
             raise ValueError(f"{SCALE_ENV}={raw!r} is not a scale; use one of {', '.join(_SCALES)}.")
         scale: Scale = raw  # type: ignore[assignment]
         source = f"from ${SCALE_ENV}"
-    elif default is not None:
-        if default not in _SCALES:
-            raise ValueError(f"default={default!r} is not a scale; use one of {', '.join(_SCALES)}.")
-        scale, source = default, "default given by the caller"
+    elif requested is not None:
+        if requested not in _SCALES:
+            raise ValueError(f"scale {requested!r} is not a scale; use one of {', '.join(_SCALES)}.")
+        scale, source = requested, "as requested in the set-up cell"
     else:
-        scale = "full" if torch.cuda.is_available() else "quick"
-        source = "GPU found" if scale == "full" else "no GPU"
+        scale, source = "quick", "the default"
     if verbose:
-        print(f"Scale: {scale} ({source}; set {SCALE_ENV}=quick or full to change it).")
+        print(f"Scale: {scale} ({source}; set SCALE in the set-up cell or ${SCALE_ENV}=quick|full to change it).")
     return scale
 
 

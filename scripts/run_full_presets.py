@@ -1,4 +1,5 @@
-"""Run the full presets of chapters 4-6 and store their results, with provenance, in book/results/.
+"""Run the full presets of chapters 4-6 and store their results, with provenance, in lowrank_utils/stored_runs/
+(package data, so a chapter opened alone, in Colab or in a student folder, finds them).
 
     python scripts/run_full_presets.py [names ...]     # names: activations, regression, rank_sweep, optimizers, init
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
+from lowrank_utils.results import stored_run
 from lowrank_utils.experiments.initialization import InitComparisonConfig, initialization_comparison
 from lowrank_utils.experiments.optimizers import OptimizerComparisonConfig, optimizer_comparison
 from lowrank_utils.experiments.trained import (
@@ -24,7 +25,6 @@ from lowrank_utils.experiments.trained import (
     trained_activations,
 )
 
-RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 
 # name -> (file, module, call as written in the provenance, config, function, names of the returned frames to keep)
 JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
@@ -53,7 +53,7 @@ def main(names: list[str]) -> None:
         out = fn(config)
         frames = out if isinstance(out, tuple) else (out,)
         wall = time.perf_counter() - start
-        path = save_results(dict(zip(keep, frames)), config, RESULTS / filename,
+        path = save_results(dict(zip(keep, frames)), config, stored_run(filename.removesuffix(".json")),
                             command=f"from lowrank_utils.experiments.{module} import *; {call}", wall_time_s=wall)
         print(f"{name}: {wall / 60:.1f} min -> {path}")
 

@@ -35,8 +35,30 @@ def test_scale_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="quick, full"):
         lu.get_scale()
     monkeypatch.delenv(lu.SCALE_ENV)
-    assert lu.get_scale() == ("full" if torch.cuda.is_available() else "quick")
-    assert lu.get_scale(default="full") == "full"
+    assert lu.get_scale() == "quick"
+    assert lu.get_scale("full") == "full"
+    with pytest.raises(ValueError, match="quick, full"):
+        lu.get_scale("huge")  # type: ignore[arg-type]
+
+
+def test_a_gpu_never_switches_to_the_full_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Colab with a GPU, or a CUDA workstation: without $LOWRANK_SCALE every chapter runs its quick preset."""
+    monkeypatch.delenv(lu.SCALE_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    assert lu.get_scale() == "quick"
+    assert lu.get_scale("quick") == "quick"
+    # what each chapter's set-up cell runs, with the form field at its default
+    import nbformat
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "book").glob("*.ipynb")):
+        setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+        field = next(line for line in setup.splitlines() if line.startswith("SCALE ="))
+        namespace: dict[str, object] = {}
+        exec(field, namespace)
+        assert "lu.get_scale(SCALE" in setup, path.name
+        assert lu.get_scale(namespace["SCALE"]) == "quick", path.name  # type: ignore[arg-type]
 
 
 def test_colab_detection(monkeypatch: pytest.MonkeyPatch) -> None:

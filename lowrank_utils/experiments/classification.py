@@ -10,7 +10,7 @@ Two presets: :meth:`ClassificationConfig.quick` (a small CNN on a Fashion-MNIST 
 :meth:`ClassificationConfig.full` (a CIFAR-style ResNet-18 on CIFAR-10 and CIFAR-100, 180 epochs, one GPU, mixed
 precision and channels-last). Run the full preset from the command line and store its results with provenance::
 
-    LOWRANK_SCALE=full python -m lowrank_utils.experiments.classification --out book/results/classification_full.json
+    LOWRANK_SCALE=full python -m lowrank_utils.experiments.classification --out lowrank_utils/stored_runs/classification_full.json
 """
 
 from __future__ import annotations
@@ -742,9 +742,9 @@ def load_classification_results(path: str | Path) -> tuple[pd.DataFrame, dict[st
 def main(argv: list[str] | None = None) -> Path:
     """Command line: run the preset for ``$LOWRANK_SCALE`` (or ``--scale``) and store the results with provenance."""
     parser = argparse.ArgumentParser(description="Baseline vs linearly over-parameterized image classifiers.")
-    parser.add_argument("--scale", choices=("quick", "full"), default=None, help="default: $LOWRANK_SCALE or by device")
+    parser.add_argument("--scale", choices=("quick", "full"), default=None, help="default: $LOWRANK_SCALE, else quick")
     parser.add_argument("--out", required=True,
-                        help="JSON file for the results, e.g. book/results/classification_full.json")
+                        help="JSON file for the results, e.g. lowrank_utils/stored_runs/classification_full.json")
     parser.add_argument("--datasets", nargs="+", default=None, help="override the preset's datasets")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the preset's seeds")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (e.g. 1 to time it)")
