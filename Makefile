@@ -1,13 +1,14 @@
 # One entry point for people and CI. `make book` builds the course; `make test` runs every test.
-# Both create the virtual environment (.venv) on first use, with only Python 3.11 and make present.
+# Both do every set-up step on first use (the virtual environment .venv, and the system packages: Debian's
+# Fashion-MNIST for the book, Chromium for the browser test), with only Python 3.11 (or 3.12) and make present.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
 
-.PHONY: all env book execute student system-deps test test-unit test-notebooks bench clean help
+.PHONY: all env book execute student system-deps test test-unit test-notebooks test-colab bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,dev]"
 	@touch $@
 
-book: $(STAMP)  ## execute every chapter and build the static site into _build/html
+book: $(STAMP) system-deps  ## execute every chapter and build the static site into _build/html
 	TQDM_DISABLE=1 $(JB) build . -W -n --keep-going
 
 execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
@@ -34,8 +35,8 @@ student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from boo
 system-deps:  ## install Chromium, chromedriver and Debian's Fashion-MNIST when missing (apt-get, if permitted)
 	@scripts/install_system_deps.sh
 
-test: $(STAMP) system-deps  ## run every test: unit tests, nbval over the chapters, student copies, site in Chromium
-	LOWRANK_SCALE=quick $(PY) -m pytest
+test: $(STAMP) system-deps  ## run every test: unit tests, nbval over the chapters, grading, site in Chromium
+	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15
 
 test-unit: $(STAMP)  ## only the package's unit tests
 	$(PY) -m pytest tests
@@ -43,9 +44,12 @@ test-unit: $(STAMP)  ## only the package's unit tests
 test-notebooks: $(STAMP)  ## only nbval over book/
 	LOWRANK_SCALE=quick $(PY) -m pytest book
 
+test-colab: system-deps  ## each chapter alone in a Colab-like Python 3.12 env (ipywidgets 7.7.1, package installed from the checkout)
+	scripts/colab_like_test.sh $(PYTHON312)
+
 bench: $(STAMP)  ## speed benchmarks (ratios against baselines measured in the same run)
 	$(PY) benchmarks/bench_rank.py
 	$(PY) benchmarks/bench_overparam.py
 
 clean:  ## remove the built site and caches (keeps .venv)
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache .venv-colab

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .data import load_dataset
 from .overparam import collapse, overparameterize
 
-__all__ = ["parse_args", "main", "write_tiny_imagefolder", "count_parameters"]
+__all__ = ["parse_args", "main", "write_tiny_imagefolder", "count_parameters", "load_checkpoint"]
 
 
 def write_tiny_imagefolder(root: str | os.PathLike[str], classes: int = 4, per_class: int = 16,
@@ -176,6 +176,29 @@ def _evaluate(model: nn.Module, loader: DataLoader, ctx: _Dist, args: argparse.N
     return {"val_loss": loss_sum / count, "val_top1": correct1 / count, "val_top5": correct5 / count}
 
 
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint of this trainer with ``weights_only=True``: tensors and plain containers, never code.
+
+    A checkpoint holding any other pickled object (which would run arbitrary code when unpickled) is refused.
+    """
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: it holds objects other than tensors, numbers, strings and containers, and "
+            f"unpickling those can run arbitrary code. Resume only from checkpoints this trainer wrote "
+            f"(torch said: {str(err).splitlines()[0]})"
+        ) from None
+    expected = {"epoch", "model", "optimizer", "scaler", "history"}
+    if not isinstance(ckpt, dict) or not expected <= set(ckpt):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a checkpoint of this trainer: expected the keys {sorted(expected)}, "
+                         f"found {found}.")
+    return ckpt
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -221,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start_epoch, history = 0, []
     ckpt_path = out / "checkpoint.pt"
     if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=ctx.device, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, map_location=ctx.device)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])

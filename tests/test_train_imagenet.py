@@ -50,3 +50,29 @@ def test_bad_arguments_are_refused() -> None:
         parse_args(["--data", "x", "--overparam-depth", "0"])
     with pytest.raises(ValueError, match="classes"):
         write_tiny_imagefolder("/nonexistent-never-written", classes=1)
+
+
+class _Payload:
+    """Stands for an arbitrary object in a checkpoint: unpickling it would call os.system."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo this would run on resume",))
+
+
+def test_a_checkpoint_with_arbitrary_pickled_objects_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from lowrank_utils.train_imagenet import load_checkpoint
+
+    good = {"epoch": 0, "model": {"w": torch.ones(2)}, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+            "scaler": {}, "history": [{"epoch": 0, "val_top1": 0.5}]}
+    torch.save(good, tmp_path / "good.pt")
+    assert load_checkpoint(tmp_path / "good.pt")["history"] == good["history"]
+
+    torch.save({**good, "extra": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="refusing to load .*arbitrary code"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a checkpoint of this trainer"):
+        load_checkpoint(tmp_path / "other.pt")

@@ -3,12 +3,15 @@
 * sphinx-thebe registers its inline configuration script once per read phase, and Jupyter Book 1 can run more
   than one, so a page may declare ``const THEBE_JS_URL`` twice and the browser reports a SyntaxError. Repeated
   scripts are dropped from each page.
+* The site's root ``index.html`` (a redirect to the first page) is written here, with the favicon declared, so a
+  browser opening the bare address does not ask the server for ``/favicon.ico`` (a 404 on most static hosts).
 * MathJax is served with the site when the ``django-static-mathjax`` package (MathJax 3 as files, no Django
   needed) is installed, so formulas render offline and nothing depends on a CDN; otherwise the CDN is used.
 """
 
 from __future__ import annotations
 
+import html
 import shutil
 from pathlib import Path
 from typing import Any
@@ -71,8 +74,22 @@ def _copy_mathjax(app: Any, exception: Exception | None) -> None:
     shutil.copytree(source, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+def _write_root_index(app: Any, exception: Exception | None) -> None:
+    # Runs before sphinx-external-toc's own redirect writer, which leaves an existing index.html alone.
+    if exception is not None or app.builder.format != "html" or app.config.master_doc == "index":
+        return
+    first = f"{app.config.master_doc}.html"
+    icon = Path(app.config.html_favicon or "").name
+    icon_link = f'<link rel="icon" href="_static/{icon}">' if icon else ""
+    (Path(app.outdir) / "index.html").write_text(
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{icon_link}'
+        f'<meta http-equiv="Refresh" content="0; url={first}"><title>{html.escape(str(app.config.html_title or app.config.project))}'
+        f'</title></head>\n<body><p><a href="{first}">Go to the course</a></p></body></html>\n', encoding="utf8")
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.connect("config-inited", _bundle_mathjax)
     app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _write_root_index, priority=100)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
