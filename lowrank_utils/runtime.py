@@ -108,18 +108,20 @@ def progress_enabled(requested: bool = True) -> bool:
 
 
 @contextmanager
-def cpu_threads(n: int | None = 1, device: str | torch.device = "cpu") -> Iterator[None]:
+def cpu_threads(n: int | None = 1, *, device: str | torch.device = "cpu") -> Iterator[None]:
     """Run the enclosed code with ``n`` torch CPU threads, restored afterwards (no-op for ``None`` or off the CPU).
 
     The course's experiments are many tiny matrices; for those one thread per process is faster than several,
     because threads of a tiny op spend more time waiting on each other than computing (measured several times
     faster on the 2-core build machine when it was shared with other jobs).
     """
+    # Check before the early return: a swapped call such as cpu_threads("cpu", 1) must fail, not silently do nothing.
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"cpu_threads needs a positive number of threads or None, got {n!r}; "
+                         "pass the device by keyword: cpu_threads(1, device='cpu').")
     if n is None or torch.device(device).type != "cpu":
         yield
         return
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"cpu_threads needs a positive number of threads or None, got {n!r}.")
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -257,7 +257,7 @@ def fit(
     if threads is None and config.optimizer in GRADIENT_FREE_OPTIMIZERS:
         threads = 1
     with contextlib.ExitStack() as stack:
-        stack.enter_context(cpu_threads(threads, device))
+        stack.enter_context(cpu_threads(threads, device=device))
         stack.enter_context(_blas_single_thread(config.optimizer == "cma"))
         # tqdm writes to stderr (and to a widget in Jupyter), so stdout never carries progress or timings.
         bar = stack.enter_context(

@@ -231,6 +231,43 @@ def test_cpu_threads_apply_during_training_only():
     assert torch.get_num_threads() == before  # ...and the caller's setting is back
 
 
+def test_cpu_threads_takes_the_device_by_keyword_and_refuses_a_swapped_call():
+    from lowrank_utils.runtime import cpu_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(TypeError):
+        with cpu_threads("cpu", 1):  # type: ignore[arg-type,misc]  # the old swapped call: the device is keyword-only
+            pass
+    with pytest.raises(ValueError, match="positive number of threads"):
+        with cpu_threads("cpu"):  # type: ignore[arg-type]  # a device where the count belongs
+            pass
+    with pytest.raises(ValueError, match="positive number of threads"):
+        with cpu_threads(0, device="cuda"):  # checked even where the context would do nothing
+            pass
+    with cpu_threads(1, device="cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_chapter_7_training_runs_with_its_configured_threads(monkeypatch: pytest.MonkeyPatch):
+    """Regression: chapter 7 passed (device, n) to cpu_threads, so its thread setting never took effect."""
+    from lowrank_utils.experiments import overparam_layers as ch7
+
+    cfg = ch7.SpectrumConfig.quick(dataset="digits", train_size=64, test_size=32, epochs=1, batch_size=32,
+                                   channels=(4, 8), tracked_layer=1, depth=2, checkpoints=1, threads=1)
+    seen: list[int] = []
+    original = ch7._train_one
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ch7, "_train_one", spy)
+    with ch7.cpu_threads(2, device="cpu"):
+        ch7.spectrum_dynamics(cfg, progress=False)
+    assert seen == [1, 1]  # both models trained with the configured single thread
+
+
 def test_regression_shape_mismatch_is_explained():
     X, Y = problem()
     model = make_deep_linear(6, 6, 2, out_features=1)

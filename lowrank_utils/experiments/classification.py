@@ -513,7 +513,7 @@ def run_classification(config: ClassificationConfig | None = None) -> pd.DataFra
 
     # One bar for the whole experiment (one step per mini-batch), so a notebook shows a single progress line.
     total = sum(steps(train_size(d)) for d in config.datasets)
-    with cpu_threads(config.cpu_threads, device), _cudnn_benchmark(device), \
+    with cpu_threads(config.cpu_threads, device=device), _cudnn_benchmark(device), \
             tqdm(total=total, desc="training", disable=not progress_enabled(config.progress)) as bar:
         for dataset in config.datasets:
             x_train, y_train = _as_tensors(dataset, "train", config.train_subset, config)

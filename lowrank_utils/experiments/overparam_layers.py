@@ -232,7 +232,7 @@ def step_time_table(
     depths = _check_ints("depths", depths)
     if threads is not None:
         _check_int("threads", threads)
-    with cpu_threads("cpu", threads or torch.get_num_threads()):
+    with cpu_threads(threads, device="cpu"):
         return _step_times(channels, image_size, batch, depths, repeats, seed)
 
 
@@ -308,7 +308,7 @@ def init_rank(config: InitRankConfig) -> pd.DataFrame:
     """One row per (layer, depth, draw): ρ of the end-to-end weight at initialisation, and ρ / log(min(m, n))."""
     rows = []
     # Hundreds of small matrices: one thread is much faster than several on a shared CPU (see cpu_threads).
-    with cpu_threads("cpu", 1), torch.random.fork_rng(devices=[]), torch.no_grad():
+    with cpu_threads(1, device="cpu"), torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(config.seed)
         for layer_name in ("linear", "conv"):
             for d in config.depths:
@@ -579,9 +579,8 @@ def spectrum_dynamics(config: SpectrumConfig, progress: bool = True) -> pd.DataF
         expanded = overparameterize(original, depth=config.depth, width=config.width)
     names = {"original": original, f"over-parameterized (depth {config.depth})": expanded}
     rows: list[dict] = []
-    threads = config.threads or torch.get_num_threads()
     for name, model in names.items():
-        with cpu_threads(config.device, threads), torch.random.fork_rng(devices=[]):
+        with cpu_threads(config.threads, device=config.device), torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             train_loader.generator.manual_seed(config.seed)  # the same batches for both models
             rows += _train_one(name, model, config, train_loader, test_loader, progress)

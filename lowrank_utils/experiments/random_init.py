@@ -159,7 +159,7 @@ def _on_config_threads(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(config: Any, *args: Any, **kwargs: Any) -> Any:
-        with cpu_threads(1, getattr(config, "device", "cpu")):
+        with cpu_threads(1, device=getattr(config, "device", "cpu")):
             return fn(config, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
