@@ -1,17 +1,28 @@
 """Exercise checkers: each runs a student's answer against known cases and prints PASS or FAIL with a hint.
 
-A checker returns ``True``/``False``. An answer that still raises ``NotImplementedError`` (an untouched stub)
-is reported and re-raised, so an unfinished exercise stops the notebook where it is rather than further down.
+Grading mode. A checker that finds a wrong answer prints ``FAIL`` and a hint, then raises :class:`CheckFailed` (an
+``AssertionError`` whose message is the hint), so that any autograder that runs the cell (nbgrader, otter, plain
+nbclient) scores it as failed. This is the default, because a grader must not need a switch to be correct. For
+self-study without tracebacks set ``LOWRANK_GRADING=0`` (or call a checker with ``grading=False``, or use the
+:func:`grading` context manager): a failing checker then only prints and returns a falsy :class:`Verdict`.
+
+An answer that still raises ``NotImplementedError`` (an untouched stub) is reported and re-raised in both modes,
+so an unfinished exercise stops the notebook where it is rather than further down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable
+import os
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-__all__ = ["Verdict", "report", "check_close", "check_entropy_rank_function", "check_diag_entropy"]
+__all__ = [
+    "Verdict", "CheckFailed", "grading", "grading_enabled", "report", "check_close", "check_choice",
+    "check_entropy_rank_function", "check_diag_entropy",
+]
 
 
 class Verdict:
@@ -30,31 +41,81 @@ class Verdict:
         pass  # the PASS/FAIL line was already printed; an extra Out[] line would only repeat it
 
 
-def report(name: str, ok: bool, hint: str = "") -> Verdict:
-    """Print a one-line verdict for exercise ``name`` and return it (truthy on PASS)."""
+class CheckFailed(AssertionError):
+    """Raised by a checker in grading mode when an answer is wrong; the message is the hint."""
+
+
+_OVERRIDE: list[bool] = []
+
+
+def grading_enabled(grading: bool | None = None) -> bool:
+    """Whether a failing checker raises: ``grading`` if given, else the innermost :func:`grading` block, else the
+    ``LOWRANK_GRADING`` environment variable (``0``, ``false``, ``no`` or ``off`` turn raising off; default on)."""
+    if grading is not None:
+        return bool(grading)
+    if _OVERRIDE:
+        return _OVERRIDE[-1]
+    return os.environ.get("LOWRANK_GRADING", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def grading(enabled: bool = True) -> Iterator[None]:
+    """Within this block, failing checkers raise (``enabled=True``) or only print and return a falsy verdict."""
+    _OVERRIDE.append(bool(enabled))
+    try:
+        yield
+    finally:
+        _OVERRIDE.pop()
+
+
+def report(name: str, ok: bool, hint: str = "", *, grading: bool | None = None) -> Verdict:
+    """Print a one-line verdict for exercise ``name`` and return it (truthy on PASS).
+
+    On FAIL in grading mode (see :func:`grading_enabled`) raise :class:`CheckFailed` after printing."""
     if ok:
         print(f"PASS  {name}")
-    else:
-        print(f"FAIL  {name}" + (f"\n      hint: {hint}" if hint else ""))
-    return Verdict(name, ok)
+        return Verdict(name, True)
+    print(f"FAIL  {name}" + (f"\n      hint: {hint}" if hint else ""))
+    if grading_enabled(grading):
+        raise CheckFailed(f"{name}: {hint}" if hint else name)
+    return Verdict(name, False)
 
 
 def _call(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
     try:
         return True, fn(*args)
     except NotImplementedError:
-        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.")
+        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.",
+               grading=False)
         raise
     except Exception as err:  # a student's bug is feedback, not a crash
         report(name, False, f"your function raised {type(err).__name__}: {err}")
         return False, None  # already reported
 
 
+def _unfinished(name: str, value: Any) -> None:
+    """Stop (NotImplementedError) when ``value`` is still a placeholder: None, ``...`` or ``NotImplemented``."""
+    if value is NotImplemented or value is Ellipsis or value is None:
+        report(name, False, "no answer yet: replace the placeholder with your answer.", grading=False)
+        raise NotImplementedError(name)
+
+
+def check_choice(name: str, answer: Any, expected: str, options: Sequence[str], *, hint: str = "") -> Verdict:
+    """PASS when ``answer`` (a string, case and surrounding spaces ignored) is ``expected``, one of ``options``.
+
+    For predictions: the expected answer is fixed in the exercise (known in advance), never taken from the
+    student's own measurement, so changing a prediction after a run cannot make it right."""
+    _unfinished(name, answer)
+    guess = str(answer).strip().lower()
+    allowed = [o.lower() for o in options]
+    if guess not in allowed:
+        return report(name, False, f"answer with one of {list(options)}; got {answer!r}.")
+    return report(name, guess == expected.lower(), hint or f"{answer!r} is not the answer.")
+
+
 def check_close(name: str, value: Any, expected: float, *, tol: float = 1e-3, hint: str = "") -> Verdict:
     """PASS when ``value`` is a finite number within ``tol`` (absolute) of ``expected``."""
-    if value is NotImplemented or value is Ellipsis:
-        report(name, False, "no answer yet.")
-        raise NotImplementedError(name)
+    _unfinished(name, value)
     try:
         v = float(value)
     except (TypeError, ValueError):

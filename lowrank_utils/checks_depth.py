@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checks import Verdict, report
+from .checks import Verdict, _unfinished, check_choice, report
 from .checks import _call as _run  # shared: re-raise unfinished stubs, report other errors as FAIL
 from .experiments.depth_volume import fuss_catalan_moment, low_rank_fraction
 from .experiments.random_init import RandomInitConfig, random_network_rhos
@@ -21,6 +21,10 @@ from .rank import gram
 
 __all__ = [
     "SOFTPLUS_GAIN",
+    "SOFTPLUS_TREND",
+    "check_softplus_prediction",
+    "check_softplus_medians",
+    "check_participation_prediction",
     "check_centered_gram",
     "check_activation_trend",
     "check_fuss_catalan_moment",
@@ -33,11 +37,6 @@ SOFTPLUS_GAIN = math.sqrt(2.0)
 
 _TREND_DEPTHS = (1, 2, 4, 8, 16)
 
-
-def _unfinished(name: str, value: Any) -> None:
-    if value is NotImplemented or value is Ellipsis or value is None:
-        report(name, False, "no answer yet.")
-        raise NotImplementedError(name)
 
 
 def check_centered_gram(fn: Callable[[torch.Tensor], Any], name: str = "centred Gram matrix") -> Verdict:
@@ -70,16 +69,28 @@ def check_centered_gram(fn: Callable[[torch.Tensor], Any], name: str = "centred 
     return report(name, True)
 
 
-def check_activation_trend(
-    medians: Mapping[int, float], prediction: str, *, name: str = "a new activation: softplus",
-) -> Verdict:
-    """Check a student's median ρ(K) per depth for softplus networks, and their predicted trend.
+SOFTPLUS_TREND = "decreases"
+"""The known answer to the prediction of exercise 2.2 (the test suite re-measures it with the quick preset)."""
 
-    The reference is the quick preset (width 32, 64 inputs, 200 draws, normal weights, centred K) with
-    ``torch.nn.functional.softplus`` and gain :data:`SOFTPLUS_GAIN`.
-    """
+
+def check_softplus_prediction(prediction: Any, name: str = "prediction: softplus with depth") -> Verdict:
+    """Grade a prediction of how the median ρ(K) of random softplus networks moves with depth against the known
+    answer :data:`SOFTPLUS_TREND`, not against anything the student measured."""
+    return check_choice(name, prediction, SOFTPLUS_TREND, ("decreases", "increases", "neither"),
+                        hint="softplus(x) is close to ReLU for large |x|; what did depth do to ReLU networks?")
+
+
+def softplus_reference_medians() -> dict[int, float]:
+    """Median ρ(K) per depth for softplus networks: quick preset, normal weights, gain :data:`SOFTPLUS_GAIN`."""
+    config = RandomInitConfig.quick(inits=("normal",))
+    return {depth: float(random_network_rhos(config, torch.nn.functional.softplus, "normal", depth,
+                                             gain=SOFTPLUS_GAIN)[config.gram_mode].median())
+            for depth in _TREND_DEPTHS}
+
+
+def check_softplus_medians(medians: Mapping[int, float], *, name: str = "measured: softplus medians") -> Verdict:
+    """Check a student's median ρ(K) per depth for softplus networks against :func:`softplus_reference_medians`."""
     _unfinished(name, medians)
-    _unfinished(name, prediction)
     if not isinstance(medians, Mapping):
         return report(name, False,
                       f"softplus_medians should be a dict {{depth: median}}, got {type(medians).__name__}.")
@@ -87,10 +98,7 @@ def check_activation_trend(
         return report(name, False, f"give one median per depth in {_TREND_DEPTHS}, got depths {sorted(medians)}.")
     config = RandomInitConfig.quick(inits=("normal",))
     ceiling = math.log(min(config.n_samples, config.width))
-    reference = {}
-    for depth in _TREND_DEPTHS:
-        rho = random_network_rhos(config, torch.nn.functional.softplus, "normal", depth, gain=SOFTPLUS_GAIN)
-        reference[depth] = float(rho[config.gram_mode].median())
+    reference = softplus_reference_medians()
     for depth in _TREND_DEPTHS:
         try:
             value = float(medians[depth])
@@ -103,15 +111,41 @@ def check_activation_trend(
             return report(name, False, f"at depth {depth} you measured {value:.2f}, the reference gives "
                                        f"{reference[depth]:.2f}. Use random_network_rhos(config, F.softplus, "
                                        f"'normal', depth, gain=SOFTPLUS_GAIN) and take the median.")
-    values = [reference[d] for d in _TREND_DEPTHS]
-    measured = "decreases" if all(a > b for a, b in zip(values, values[1:])) else (
-        "increases" if all(a < b for a, b in zip(values, values[1:])) else "neither")
-    guess = str(prediction).strip().lower()
-    if guess not in ("decreases", "increases", "neither"):
-        return report(name, False, "prediction should be one of 'decreases', 'increases', 'neither'.")
-    if guess != measured:
-        return report(name, False, f"your measurements are right, but you predicted '{guess}' and the median "
-                                   f"{measured} with depth. Look at the numbers again.")
+    return report(name, True)
+
+
+def check_activation_trend(medians: Mapping[int, float], prediction: str,
+                           *, name: str = "a new activation: softplus") -> Verdict:
+    """Both parts of exercise 2.2 at once: the measured medians, then the prediction (against the known answer)."""
+    measured = check_softplus_medians(medians, name=name)
+    if not measured:
+        return measured
+    return check_softplus_prediction(prediction, name=name)
+
+
+def check_participation_prediction(fn: Callable[[int, int], Any],
+                                   name: str = "participation ratio from the Fuss–Catalan moments") -> Verdict:
+    """Check ``fn(N, d)``: the large-N prediction N / (d + 1) of the participation ratio (Σ s)² / Σ s² of the squared
+    singular values s = σ² of a product of d random N x N matrices (first moment 1, second moment d + 1)."""
+    cases = [(32, 1), (32, 4), (64, 2), (100, 9), (16, 16), (7, 3)]
+    for n, d in cases:
+        ok, out = _run(name, fn, n, d)
+        if not ok:
+            return Verdict(name, False)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            return report(name, False, f"fn({n}, {d}) returned {out!r}, not a number.")
+        expected = n / (d + 1)
+        if math.isclose(value, expected, rel_tol=1e-9):
+            continue
+        if math.isclose(value, n / d, rel_tol=1e-9):
+            hint = "the second moment of σ² for depth d is d + 1 (Catalan: 2 for d = 1), not d."
+        elif math.isclose(value, n * (d + 1), rel_tol=1e-9) or math.isclose(value, (d + 1) / n, rel_tol=1e-9):
+            hint = "(Σ s)² ≈ (N·E[s])² and Σ s² ≈ N·E[s²]: check which one is on top."
+        else:
+            hint = "replace each sum by N times a moment: Σ s ≈ N·E[s], Σ s² ≈ N·E[s²]."
+        return report(name, False, f"fn({n}, {d}) = {value:.4g}, expected {expected:.4g}; {hint}")
     return report(name, True)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .checks import Verdict, _call, report
+from .checks import Verdict, _call, _unfinished, check_choice, report
 from .experiments.optimizers import optimizer_summary
 from .experiments.trained import linear_network, make_regression_task, output_rho
 from .models import linear_layers
@@ -28,13 +28,13 @@ __all__ = [
     "check_seed_summary",
     "check_low_rank_init",
     "check_init_gap",
+    "check_frozen_part",
+    "check_unconstrained_count",
+    "check_parameterisation_prediction",
+    "check_rho_ceiling",
+    "UNCONSTRAINED_DIRECTIONS",
+    "PARAMETERISATION_ANSWERS",
 ]
-
-
-def _unfinished(name: str, value: Any) -> None:
-    if value is NotImplemented or value is Ellipsis or value is None:
-        report(name, False, "no answer yet.")
-        raise NotImplementedError(name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -57,7 +57,8 @@ def check_rho_callback(make_callback: Callable[[torch.Tensor], Callable[..., Any
     try:
         result = fit_regression(model, task.X_train, task.Y_train, config, metrics=callback)
     except NotImplementedError:
-        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.")
+        report(name, False, "this exercise is not done yet: replace the `raise NotImplementedError` line.",
+               grading=False)
         raise
     except Exception as err:
         return report(name, False, f"training with your callback raised {type(err).__name__}: {err}")
@@ -238,4 +239,123 @@ def check_init_gap(fn: Callable[[pd.DataFrame, str], Any], summary: pd.DataFrame
         if got.isna().any() or not np.allclose(got.to_numpy(), expected.to_numpy(), atol=1e-9):
             return report(name, False, f"for {column} your gaps differ from |mean(low_rank) − mean(default)| per depth "
                                        "(average over seeds first, then subtract, then take the absolute value).")
+    return report(name, True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# New exercises: 4.2 (what gradient descent cannot change), 5.2 (parameters are not depth), 6.2 (the ceiling of
+# the low-rank start)
+
+
+def _null_projector(X: torch.Tensor) -> torch.Tensor:
+    """I - P with P the orthogonal projector onto the span of the rows of ``X`` (samples x features)."""
+    return torch.eye(X.shape[1], dtype=X.dtype) - torch.linalg.pinv(X) @ X
+
+
+def check_frozen_part(fn: Callable[[torch.Tensor, torch.Tensor], Any],
+                      name: str = "the part of W that gradient descent never changes") -> Verdict:
+    """Check ``fn(W0, X) -> W0 (I - X⁺X)``: the component of a one-layer linear model's initial weight along the
+    input directions that the training inputs ``X`` (one row per sample) do not span. The checker also trains such
+    a model by gradient descent and confirms that this component of the trained weight equals the student's."""
+    g = torch.Generator().manual_seed(23)
+    cases = [(4, 6, 3), (5, 8, 5), (3, 5, 1)]
+    for out_dim, in_dim, n in cases:
+        W0 = torch.randn(out_dim, in_dim, generator=g, dtype=torch.float64)
+        X = torch.randn(n, in_dim, generator=g, dtype=torch.float64)
+        Y = torch.randn(n, out_dim, generator=g, dtype=torch.float64)
+        ok, out = _call(name, fn, W0.clone(), X.clone())
+        if not ok:
+            return Verdict(name, False)
+        try:
+            got = torch.as_tensor(out, dtype=torch.float64)
+        except Exception:
+            return report(name, False, f"return a matrix, got {type(out).__name__}.")
+        label = f"W0 {out_dim}x{in_dim} with {n} training inputs"
+        if got.shape != W0.shape:
+            return report(name, False, f"for {label} return a {out_dim}x{in_dim} matrix (the shape of W0), got "
+                                       f"{tuple(got.shape)}.")
+        expected = W0 @ _null_projector(X)
+        if not torch.allclose(got, expected, atol=1e-8, rtol=1e-6):
+            if torch.allclose(got, W0 - expected, atol=1e-8, rtol=1e-6):
+                hint = "you returned the part along the training inputs, the part training does change."
+            else:
+                hint = ("project W0's rows onto the orthogonal complement of the span of the rows of X: "
+                        "W0 @ (I - pinv(X) @ X).")
+            return report(name, False, f"for {label}: {hint}")
+        # the claim itself: gradient descent on the squared error leaves this component where it started
+        W = W0.clone().requires_grad_(True)
+        opt = torch.optim.SGD([W], lr=0.05)
+        for _ in range(200):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(X @ W.T, Y).backward()
+            opt.step()
+        trained = W.detach() @ _null_projector(X)
+        if not torch.allclose(trained, got, atol=1e-8, rtol=1e-6):  # pragma: no cover - a fact about GD
+            return report(name, False, f"for {label} the trained weight moved in the directions you returned.")
+    return report(name, True)
+
+
+UNCONSTRAINED_DIRECTIONS = 8
+"""Exercise 4.2's known answer: 24 generic training inputs in 32 dimensions leave 32 - 24 directions unconstrained."""
+
+
+def check_unconstrained_count(value: Any, name: str = "directions the data leave free") -> Verdict:
+    """Check the number of input directions chapter 4's training set (24 samples in 32 dimensions) does not span."""
+    _unfinished(name, value)
+    return check_close_int(name, value, UNCONSTRAINED_DIRECTIONS,
+                           "24 generic vectors span a 24-dimensional subspace of the 32-dimensional input space.")
+
+
+def check_close_int(name: str, value: Any, expected: int, hint: str) -> Verdict:
+    """PASS when ``value`` is the integer ``expected``."""
+    try:
+        got = float(value)
+    except (TypeError, ValueError):
+        return report(name, False, f"expected a whole number, got {value!r}.")
+    return report(name, got == expected, f"you gave {value!r}. {hint}")
+
+
+PARAMETERISATION_ANSWERS = {"sum": "same", "product": "lower"}
+"""Exercise 5.2's known answers: ρ of W1 + W2 is distributed as ρ of one Gaussian matrix (a sum of independent
+Gaussians is Gaussian); ρ of W2 @ W1 is lower (chapter 3: a product of random matrices spreads its spectrum)."""
+
+
+def check_parameterisation_prediction(prediction: Any, key: str,
+                                      name: str = "prediction: more parameters or more depth") -> Verdict:
+    """Grade ``prediction[key]`` (``key`` is "sum" or "product"; each answer "lower", "same" or "higher") against
+    :data:`PARAMETERISATION_ANSWERS`. One key per call, so that each part earns its own points."""
+    _unfinished(name, prediction)
+    if not isinstance(prediction, dict) or key not in prediction:
+        return report(name, False, f'give a dict with the keys "sum" and "product"; got {prediction!r}.')
+    hints = {"sum": "a sum of two independent Gaussian matrices is again a Gaussian matrix, only rescaled.",
+             "product": "chapter 3: a product of two random matrices has a more uneven spectrum than one."}
+    return check_choice(f"{name} ({key})", prediction[key], PARAMETERISATION_ANSWERS[key],
+                        ("lower", "same", "higher"), hint=hints[key])
+
+
+def check_rho_ceiling(fn: Callable[[int, int, int, int], Any], name: str = "the ceiling of the low-rank start"
+                      ) -> Verdict:
+    """Check ``fn(k, width, n_inputs, depth)``: the largest ρ the centred Gram matrix of a depth-``depth`` linear
+    network's outputs on ``n_inputs`` inputs can have when every weight has rank ``k``: log min(k, width, n - 1)."""
+    cases = [(8, 32, 256, 1), (8, 32, 256, 16), (1, 32, 256, 4), (40, 32, 256, 2), (8, 32, 5, 3), (3, 16, 64, 8)]
+    for k, width, n, depth in cases:
+        ok, out = _call(name, fn, k, width, n, depth)
+        if not ok:
+            return Verdict(name, False)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            return report(name, False, f"return a number (nats), got {out!r}.")
+        expected = math.log(min(k, width, n - 1))
+        if math.isclose(value, expected, abs_tol=1e-9):
+            continue
+        label = f"k={k}, width={width}, n_inputs={n}, depth={depth}"
+        if math.isclose(value, math.log(min(k, width, n)), abs_tol=1e-9):
+            hint = "centring over n inputs removes one direction: the centred K has rank at most n - 1."
+        elif math.isclose(value, math.log(k), abs_tol=1e-9):
+            hint = "the rank is also limited by the width and by the number of inputs."
+        else:
+            hint = ("ρ ≤ log(rank of K); a product of rank-k matrices has rank ≤ k whatever the depth, and centring "
+                    "n inputs leaves rank ≤ n - 1.")
+        return report(name, False, f"for {label} you gave {value:.4f}, expected {expected:.4f}: {hint}")
     return report(name, True)

@@ -39,6 +39,12 @@ from lowrank_utils.plotting_overparam import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True)
+def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
+    monkeypatch.setenv("LOWRANK_GRADING", "0")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One thread: on the shared 2-core build machine, small ops are many times slower with two."""

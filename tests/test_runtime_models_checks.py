@@ -9,6 +9,12 @@ from torch import nn
 import lowrank_utils as lu
 
 
+@pytest.fixture(autouse=True)
+def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
+    monkeypatch.setenv("LOWRANK_GRADING", "0")
+
+
 def test_get_device_prints_what_it_found(capsys: pytest.CaptureFixture[str]) -> None:
     device = lu.get_device()
     out = capsys.readouterr().out
