@@ -151,3 +151,32 @@ def test_numpy_input_is_accepted() -> None:
     import numpy as np
 
     assert lu.entropy_effective_rank(np.eye(4)).item() == pytest.approx(math.log(4))
+
+
+def test_batched_fast_path_splits_work_across_threads_and_restores_the_setting() -> None:
+    g = torch.Generator().manual_seed(1)
+    phi = torch.randn(7, 40, 30, generator=g, dtype=DT)
+    K = lu.gram(phi)
+    before = torch.get_num_threads()
+    with lu.cpu_threads(2, device="cpu"):
+        fast = lu.entropy_effective_rank(K, symmetric_psd=True)
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    one_by_one = torch.stack([lu.entropy_effective_rank(phi_i, symmetric_psd=False) for phi_i in K])
+    assert torch.allclose(fast, one_by_one, atol=1e-9)
+    # leading batch dimensions survive the split
+    assert lu.entropy_effective_rank(K.reshape(7, 1, 40, 40), symmetric_psd=True).shape == (7, 1)
+
+
+def test_cheap_checks_still_catch_bad_gram_matrices() -> None:
+    K = lu.gram(_rand(6, 5))
+    bad = K.clone()
+    bad[0, 3] += 1.0  # one asymmetric entry, far beyond rounding
+    with pytest.raises(ValueError, match="not symmetric"):
+        lu.entropy_effective_rank(bad, symmetric_psd=True)
+    nan = K.clone()
+    nan[2, 2] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or Inf"):
+        lu.entropy_effective_rank(nan, symmetric_psd=True)
+    huge = torch.full((3, 3), 1e38)  # finite float32 entries whose sum overflows: still accepted (rank one)
+    assert float(lu.entropy_effective_rank(huge, symmetric_psd=True)) == pytest.approx(0.0, abs=1e-4)
