@@ -46,6 +46,10 @@ CHAPTER_PLANS: dict[str, ChapterPlan] = {
         quick="about 100 small networks trained on the CPU (1-2 seeds)",
         full="about 400 small networks trained on the CPU (3-5 seeds, up to 4,000 steps each)",
         full_runs=("ch04_activations_full", "ch04_depth_regression_full", "ch04_rank_sweep_full")),
+    "04b_matrix_completion": ChapterPlan(
+        quick="deep matrix completion of 20x20 rank-2 matrices on the CPU: depths 1-4, 5 seeds, 6 values of m",
+        full="the same with 10 seeds, 12 values of m and up to 40,000 gradient steps (CPU)",
+        full_runs=("ch04b_completion_full",)),
     "05_optimizers": ChapterPlan(
         quick="6 optimizers x 4 depths x 3 seeds on a tiny regression (CPU)",
         full="6 optimizers x 4 depths x 10 seeds, twice the step budget (CPU)",

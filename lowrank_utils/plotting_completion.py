@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from .plotting import depth_palette
 
-__all__ = ["plot_depth_comparison", "plot_observation_sweep", "plot_sweep_pair", "plot_completion_examples"]
+__all__ = ["plot_depth_comparison", "plot_observation_sweep", "plot_sweep_pair", "plot_init_scales",
+           "plot_completion_examples"]
 
 _ERR = "test error on unobserved entries\n(relative; predicting 0 scores 1)"
 _RHO = r"$\rho$(W), nats"
@@ -139,6 +140,34 @@ def plot_sweep_pair(live: pd.DataFrame, stored: pd.DataFrame, *, stored_label: s
         ax.set_title(title, fontsize=10)
     axes[1].set_ylabel("")
     axes[1].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_init_scales(df: pd.DataFrame, *, threshold: float | None = 0.1) -> Figure:
+    """Test error (log scale) against the initial scale of the factors, one line per depth (median over seeds, band
+    from the smallest to the largest seed), with the nuclear-norm baseline (median) as a dashed line."""
+    _need(df, ["method", "depth", "init_scale", "test_error"], "plot_init_scales")
+    deep = _depth_rows(df)
+    colours = depth_palette(sorted(int(d) for d in deep["depth"].unique()))
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for d in sorted(colours):
+        stats = deep[deep["depth"] == d].groupby("init_scale")["test_error"].agg(["median", "min", "max"])
+        ax.plot(stats.index, stats["median"], marker="o", markersize=4, color=colours[d], label=f"depth {d}")
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[d], alpha=0.12, linewidth=0)
+    nuc = df.loc[df["method"].astype(str) == "nuclear norm", "test_error"]
+    if len(nuc):
+        ax.axhline(float(nuc.median()), color="black", linestyle="--", linewidth=1, label="nuclear norm")
+    ax.axhline(1.0, color="grey", linestyle=":", label="predict 0")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", linewidth=0.8, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("initial scale of each factor (entries N(0, scale²/n))")
+    ax.set_ylabel(_ERR)
+    m = df["n_observed"].iloc[0] if "n_observed" in df.columns else None
+    ax.set_title("smaller starts" + (f", m = {int(m)}" if m is not None else ""))
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,7 @@
 """Run the full presets of chapters 4-6 and store their results, with provenance, in lowrank_utils/stored_runs/
 (package data, so a chapter opened alone, in Colab or in a student folder, finds them).
 
-    python scripts/run_full_presets.py [names ...]     # names: activations, regression, rank_sweep, optimizers, init
+    python scripts/run_full_presets.py [names ...]   # activations, regression, rank_sweep, optimizers, init, completion
 
 Each file records the command (the package call that produced it), the config, the hardware, the torch version,
 the date, the seeds and the wall time; the chapters plot these next to their live quick runs. The stored runs were
@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from lowrank_utils.results import stored_run
+from lowrank_utils.experiments.completion import CompletionConfig, completion_experiments
 from lowrank_utils.experiments.initialization import InitComparisonConfig, initialization_comparison
 from lowrank_utils.experiments.optimizers import OptimizerComparisonConfig, optimizer_comparison
 from lowrank_utils.experiments.trained import (
@@ -40,6 +41,10 @@ JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
     "init": ("ch06_initialization_full.json", "initialization",
              "initialization_comparison(InitComparisonConfig.full())",
              InitComparisonConfig.full(), initialization_comparison, ("summary",)),
+    "completion": ("ch04b_completion_full.json", "completion",
+                   "completion_experiments(CompletionConfig.full(progress=False))",
+                   CompletionConfig.full(progress=False), completion_experiments,
+                   ("depth_comparison", "observation_sweep", "init_scale_sweep")),
 }
 
 

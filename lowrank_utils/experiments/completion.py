@@ -48,6 +48,8 @@ __all__ = [
     "observation_sweep",
     "init_scale_sweep",
     "completion_experiments",
+    "completion_examples",
+    "regression_contrast",
     "completion_summary",
     "recovery_points",
     "METHOD_ORDER",
@@ -483,6 +485,60 @@ def init_scale_sweep(config: CompletionConfig) -> pd.DataFrame:
 def completion_experiments(config: CompletionConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """All three experiments of the chapter: ``(depth_comparison, observation_sweep, init_scale_sweep)``."""
     return depth_comparison(config), observation_sweep(config), init_scale_sweep(config)
+
+
+def completion_examples(config: CompletionConfig, seed: int = 0, depths: Sequence[int] = (1, 2, 3)) -> pd.DataFrame:
+    """One task of ``config`` (m = ``config.n_observed``, one seed) as tidy rows for heat maps: the truth, the observed
+    entries (NaN elsewhere), the nuclear-norm completion and each depth's completion, with its test error in the panel
+    name. Columns: panel, row, col, value."""
+    _int("seed", seed, 0)
+    depths = _ints("depths", depths)
+    task = make_completion_task(config.size, config.rank, config.n_observed, seed)
+    truth, mask = task.truth[None], task.mask[None]
+    panels: list[tuple[str, Tensor]] = [("truth", task.truth),
+                                        (f"observed ({config.n_observed} entries)",
+                                         torch.where(task.mask > 0, task.truth, torch.full_like(task.truth, math.nan)))]
+    with cpu_threads(config.cpu_threads):
+        fits = [("nuclear norm", nuclear_norm_completion(truth, mask, lam_final=config.nuclear_lam))]
+        for depth in depths:
+            W, _ = factorization_fit(truth, mask, depth, init_scale=config.init_scale, lr=config.lr, steps=config.steps,
+                                     tolerance=config.tolerance, seed=seed)
+            fits.append((f"depth {depth}", W))
+    for name, W in fits:
+        error = float(completion_metrics(W, truth, mask)["test_error"][0])
+        panels.append((f"{name}\ntest error {error:.2f}", W[0]))
+    n = config.size
+    r, c = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return pd.concat([pd.DataFrame({"panel": name, "row": r.ravel(), "col": c.ravel(), "value": M.numpy().ravel()})
+                      for name, M in panels], ignore_index=True)
+
+
+def regression_contrast(in_features: int = 32, out_features: int = 32, rank: int = 4, *, n_train: int = 24,
+                        n_test: int = 256, seed: int = 0) -> pd.DataFrame:
+    """Chapter 4's under-determined regression task seen as a completion problem: two rank-``rank`` maps that both fit
+    the training data exactly -- the minimum-norm least-squares solution W = Y X⁺ and the target W* itself -- and
+    what tells them apart. Columns: solution, rank (singular values above 1e-5 of the largest: the target was made in
+    float32), train_error, test_error (both relative: ‖error‖/‖target‖), and
+    unseen_share (the share of ‖W‖²_F in the input directions the training inputs do not span)."""
+    from .trained import make_regression_task  # chapter 4's task maker
+
+    task = make_regression_task(in_features, out_features, rank, n_train=n_train, n_test=n_test, seed=seed)
+    target = task.target.double()  # the task's float32 tensors, with the targets recomputed in float64
+    X, X_test = task.X_train.double(), task.X_test.double()
+    Y, Y_test = X @ target.T, X_test @ target.T
+    min_norm = Y.T @ torch.linalg.pinv(X.T)
+    seen = torch.linalg.pinv(X) @ X  # projector onto the span of the training inputs
+    unseen = torch.eye(in_features, dtype=_DTYPE) - seen
+    rows = []
+    for name, W in (("minimum-norm least squares", min_norm), ("the target W*", target)):
+        rows.append({
+            "solution": name,
+            "rank": int(torch.linalg.matrix_rank(W, rtol=1e-5)),  # the target was stored in float32
+            "train_error": float((X @ W.T - Y).norm() / Y.norm()),
+            "test_error": float((X_test @ W.T - Y_test).norm() / Y_test.norm()),
+            "unseen_share": float((W @ unseen).norm() ** 2 / W.norm() ** 2),
+        })
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------
