@@ -194,7 +194,7 @@ def cost_table(
             x = torch.empty(conv_batch, channels, image_size, image_size, device="meta")
         else:
             x = torch.empty(linear_batch, features, device="meta")
-        chained, composed = layer._costs(x)  # the package's own estimates, which mode="auto" compares
+        chained, composed = layer.costs(x)  # the package's own estimates, which mode="auto" compares
         plain = layer.collapse()
         with torch.no_grad():
             out = plain.to("meta")(x)
