@@ -144,14 +144,19 @@ def plot_sweep_pair(live: pd.DataFrame, stored: pd.DataFrame, *, stored_label: s
     return fig
 
 
-def plot_init_scales(df: pd.DataFrame, *, threshold: float | None = 0.1) -> Figure:
+def plot_init_scales(df: pd.DataFrame, *, threshold: float | None = 0.1,
+                     palette_depths: Sequence[int] | None = None) -> Figure:
     """Test error (log scale) against the initial scale of the factors, one line per depth (median over seeds, band
-    from the smallest to the largest seed), with the nuclear-norm baseline (median) as a dashed line."""
+    from the smallest to the largest seed), with the nuclear-norm baseline (median) as a dashed line.
+
+    ``palette_depths`` (e.g. all the depths of the chapter) keeps each depth's colour the same as in the other
+    figures; by default the colours are spread over the depths present."""
     _need(df, ["method", "depth", "init_scale", "test_error"], "plot_init_scales")
     deep = _depth_rows(df)
-    colours = depth_palette(sorted(int(d) for d in deep["depth"].unique()))
+    present = sorted(int(d) for d in deep["depth"].unique())
+    colours = depth_palette(sorted(set(present) | set(palette_depths or ())))
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    for d in sorted(colours):
+    for d in present:
         stats = deep[deep["depth"] == d].groupby("init_scale")["test_error"].agg(["median", "min", "max"])
         ax.plot(stats.index, stats["median"], marker="o", markersize=4, color=colours[d], label=f"depth {d}")
         ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[d], alpha=0.12, linewidth=0)

@@ -33,6 +33,7 @@ from lowrank_utils.experiments.completion import (  # noqa: E402
     nuclear_norm_completion,
     observation_sweep,
     recovery_points,
+    regression_contrast,
     stack_tasks,
 )
 from lowrank_utils.plotting_completion import (  # noqa: E402
@@ -262,3 +263,14 @@ def test_depth_five_from_the_chapter_scale_stays_at_zero() -> None:
                                 tolerance=config.tolerance, seed=[0, 1, 2])
     assert not info["diverged"]
     assert float(W.abs().max()) < 1e-6
+
+
+def test_chapter_4_task_gives_a_rank_prior_nothing_to_choose() -> None:
+    """The contrast the chapter draws: on chapter 4's task the minimum-norm fit already has the target's rank."""
+    table = regression_contrast(32, 32, 4, n_train=24, n_test=256, seed=0).set_index("solution")
+    min_norm, target = table.loc["minimum-norm least squares"], table.loc["the target W*"]
+    assert min_norm["rank"] <= 4 and target["rank"] == 4
+    assert min_norm["train_error"] < 1e-10 and target["train_error"] < 1e-10  # both fit the data exactly
+    assert min_norm["test_error"] > 0.1 and target["test_error"] < 1e-10  # ... and differ off the data
+    assert min_norm["unseen_share"] < 1e-12 < 0.1 < target["unseen_share"]
+    assert table.loc["predict zero", "test_error"] == pytest.approx(1.0)

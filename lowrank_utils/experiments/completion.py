@@ -517,7 +517,7 @@ def regression_contrast(in_features: int = 32, out_features: int = 32, rank: int
                         n_test: int = 256, seed: int = 0) -> pd.DataFrame:
     """Chapter 4's under-determined regression task seen as a completion problem: two rank-``rank`` maps that both fit
     the training data exactly -- the minimum-norm least-squares solution W = Y X⁺ and the target W* itself -- and
-    what tells them apart. Columns: solution, rank (singular values above 1e-5 of the largest: the target was made in
+    what tells them apart, beside the zero map (the baseline). Columns: solution, rank (singular values above 1e-5 of the largest: the target was made in
     float32), train_error, test_error (both relative: ‖error‖/‖target‖), and
     unseen_share (the share of ‖W‖²_F in the input directions the training inputs do not span)."""
     from .trained import make_regression_task  # chapter 4's task maker
@@ -530,13 +530,14 @@ def regression_contrast(in_features: int = 32, out_features: int = 32, rank: int
     seen = torch.linalg.pinv(X) @ X  # projector onto the span of the training inputs
     unseen = torch.eye(in_features, dtype=_DTYPE) - seen
     rows = []
-    for name, W in (("minimum-norm least squares", min_norm), ("the target W*", target)):
+    for name, W in (("predict zero", torch.zeros_like(target)), ("minimum-norm least squares", min_norm),
+                    ("the target W*", target)):
         rows.append({
             "solution": name,
             "rank": int(torch.linalg.matrix_rank(W, rtol=1e-5)),  # the target was stored in float32
             "train_error": float((X @ W.T - Y).norm() / Y.norm()),
             "test_error": float((X_test @ W.T - Y_test).norm() / Y_test.norm()),
-            "unseen_share": float((W @ unseen).norm() ** 2 / W.norm() ** 2),
+            "unseen_share": float((W @ unseen).norm() ** 2 / W.norm() ** 2) if float(W.norm()) > 0 else math.nan,
         })
     return pd.DataFrame(rows)
 
