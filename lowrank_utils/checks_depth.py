@@ -89,7 +89,7 @@ def softplus_reference_medians() -> dict[int, float]:
 
 
 def check_softplus_medians(medians: Mapping[int, float], *, name: str = "measured: softplus medians") -> Verdict:
-    """Check a student's median ρ(K) per depth for softplus networks against :func:`softplus_reference_medians`."""
+    """Check a student's median ρ(K) per depth for softplus networks against ``softplus_reference_medians()``."""
     _unfinished(name, medians)
     if not isinstance(medians, Mapping):
         return report(name, False,
