@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
 
-.PHONY: all env book execute student system-deps test test-unit test-notebooks test-colab bench clean help
+.PHONY: all env book execute student system-deps test test-slow test-unit test-notebooks test-colab bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
@@ -35,8 +35,11 @@ student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from boo
 system-deps:  ## install Chromium, chromedriver and Debian's Fashion-MNIST when missing (apt-get, if permitted)
 	@scripts/install_system_deps.sh
 
-test: $(STAMP) system-deps  ## run every test: unit tests, nbval over the chapters, grading, site in Chromium
-	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15
+test: $(STAMP) system-deps  ## run every test but the slow ones: unit tests, nbval, the stub grading round trip, the site in Chromium
+	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15 -m "not slow"
+
+test-slow: $(STAMP)  ## the tests marked slow: nbgrader grading of every chapter's reference solutions (CI runs it)
+	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15 -m slow
 
 test-unit: $(STAMP)  ## only the package's unit tests
 	$(PY) -m pytest tests
