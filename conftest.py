@@ -1,4 +1,4 @@
-"""Shared test configuration.
+"""Shared test configuration (at the repository root, so it also applies when pytest is given only book/ paths).
 
 With pytest-xdist (`make test` runs `-n auto --dist loadgroup`), the cells of one notebook must run in order in one
 kernel, so every nbval item is put in a group named after its notebook; other tests are spread one by one.

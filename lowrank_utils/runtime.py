@@ -52,13 +52,14 @@ def _mps_available() -> bool:
 
 def _describe(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"GPU found: {torch.cuda.get_device_name(device)}. Experiments can use the 'full' scale."
+        return (f"GPU found: {torch.cuda.get_device_name(device)}. The quick scale is still the default; set SCALE "
+                "= \"full\" in the set-up cell for the bigger presets.")
     if device.type == "mps":
-        return "Apple GPU (MPS) found. The 'quick' scale is the default; set LOWRANK_SCALE=full for more."
+        return "Apple GPU (MPS) found. The quick scale is the default; set SCALE = \"full\" for the bigger presets."
     hint = (
         "In Colab: Runtime > Change runtime type > T4 GPU, then rerun."
         if in_colab()
-        else "Everything runs on a CPU at the 'quick' scale; with a CUDA GPU the same cells scale up."
+        else "Every chapter runs on a CPU at the quick scale."
     )
     return f"No GPU found; running on the CPU. {hint}"
 

@@ -13,8 +13,8 @@ read-only ``.weight`` / ``.bias``) give the single map it computes, e.g. to meas
 composes the factors once, and inside ``with cached():`` once for the whole block. ``layer.costs(x)`` gives the
 multiply-add estimates that ``mode="auto"`` compares.
 
-Layout: :mod:`.algebra` (pure tensor functions: composing kernels, biases, batch-norm folding, the right-inverse
-fill), :mod:`.costs` (the cost model), :mod:`.layers` (the modules and :func:`cached`), :mod:`.surgery` (whole
+Layout: ``algebra.py`` (pure tensor functions: composing kernels, biases, batch-norm folding, the right-inverse
+fill), ``costs.py`` (the cost model), ``layers.py`` (the modules and :func:`cached`), ``surgery.py`` (whole
 models). A linear layer goes through the same algebra as a 1x1 convolution with one group. Constructors take the
 sizes (and a conv's ``kernel_sizes``) positionally and every option by keyword.
 
