@@ -36,10 +36,10 @@ system-deps:  ## install Chromium, chromedriver and Debian's Fashion-MNIST when 
 	@scripts/install_system_deps.sh
 
 test: $(STAMP) system-deps  ## run every test but the slow ones: unit tests, nbval, the stub grading round trip, the site in Chromium
-	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15 -m "not slow"
+	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadfile --durations=15 -m "not slow"
 
 test-slow: $(STAMP)  ## the tests marked slow: nbgrader grading of every chapter's reference solutions (CI runs it)
-	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadgroup --durations=15 -m slow
+	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadfile --durations=15 -m slow
 
 test-unit: $(STAMP)  ## only the package's unit tests
 	$(PY) -m pytest tests
