@@ -23,7 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 
 # chapters that read stored runs: each must print their provenance ("stored run:") and draw them
-STORED_RUN_CHAPTERS = ("04_trained_networks", "05_optimizers", "06_initialization")
+STORED_RUN_CHAPTERS = ("04_trained_networks", "04b_matrix_completion", "05_optimizers", "06_initialization")
 CELL_TIMEOUT_S = 180
 
 
