@@ -1,32 +1,37 @@
 """lowrank_utils: the package behind the course on "The Low-Rank Simplicity Bias in Deep Networks".
 
-Everything a notebook needs is importable from here; each name lives in one small module:
+Two layers. The **core**, by concern, is importable from here (``import lowrank_utils as lu``):
 
-* ``rank``     -- effective rank (ρ and exp ρ), stable rank, Gram matrices
-* ``runtime``  -- device, seeding, quick/full scale, Colab detection
-* ``results``  -- stored runs of bigger presets (package data, with provenance)
-* ``plans``    -- what each chapter runs at each scale and its measured run time
-* ``models``   -- deep linear networks and MLPs
-* ``data``     -- datasets: local directories first, then download, else a clear error
-* ``overparam``-- over-parameterized layers, expand a model and collapse it back exactly
-* ``train``    -- training loops (gradient-based and gradient-free) with progress bars
-* ``plotting`` -- the book's figure style and shared plots
-* ``experiments`` -- one module per chapter: the pure functions behind each figure
-* ``plotting_*`` -- figures for chapters 2-3 (depth), 4-6 (training), 7 (overparam), 8-9 (classification)
-* ``checks_*`` -- the exercise checkers of those chapters
-* ``widgets``  -- ipywidgets explorers, each with a static-figure fallback
-* ``checks``   -- exercise checkers (``Verdict``, PASS/FAIL with hints)
-* ``exercises`` -- the student-notebook generator (``python -m lowrank_utils.exercises``)
-* ``train_imagenet`` -- DDP ImageNet training (``torchrun -m lowrank_utils.train_imagenet``)
+=================  ======================================================================================
+``rank``           effective rank ρ (entropy, nats) and exp ρ, stable rank, Gram matrices and their ρ
+``models``         MLPs and deep linear networks, the small CNN and ResNet-18 for images, parameter counts
+``overparam``      over-parameterized layers; expand a model and collapse it back exactly
+``regression``     the teacher-student regression task of chapters 4-6 and one call that trains on it
+``train``          one training loop for those networks (six optimizers); the DDP ImageNet trainer
+``data``           datasets: a local directory first, then download, else a clear error
+``runtime``        device, seeding, quick/full scale, threads, Colab detection
+``presets``        the quick/full preset scheme every experiment config uses
+``validate``       argument checks shared by every config (clear ``ValueError``)
+``results``        stored runs of the bigger presets, with provenance (one format)
+``plans``          what each chapter runs at each scale, and its measured run time
+``checks``         the exercise-checker conventions (PASS/FAIL, grading)
+``plotting``       the book's figure style
+``exercises``      the student-notebook generator (``python -m lowrank_utils.exercises``)
+=================  ======================================================================================
+
+The **chapters** each have one package named like the notebook, holding that chapter's experiment, figures and
+exercise checkers: ``from lowrank_utils.chapters.ch04_trained_networks import depth_regression``.
 """
 
 from __future__ import annotations
 
-from .checks import Verdict, check_close, check_diag_entropy, check_entropy_rank_function, report
+# Exercise checks and figure style
+from .checks import CheckFailed, Verdict, check_choice, check_close, grading, report
+
+# Data
 from .data import (
     DATA_ENV,
     DATASETS,
-    FASHION_MNIST_SYSTEM_DIRS,
     DatasetInfo,
     DatasetUnavailable,
     data_root,
@@ -34,65 +39,35 @@ from .data import (
     load_dataset,
     make_loaders,
 )
+
+# Models
 from .models import (
     ACTIVATIONS,
-    activation_gain,
     WEIGHT_INITS,
     Sine,
+    SmallCNN,
+    activation_gain,
+    build_model,
+    count_parameters,
     end_to_end_weight,
     linear_layers,
     make_activation,
     make_deep_linear,
     make_mlp,
 )
-from .overparam import OverparamConv2d, OverparamLayer, OverparamLinear, collapse, overparameterize
-from .checks_depth import (
-    check_activation_trend,
-    check_centered_gram,
-    check_fraction_below,
-    check_fuss_catalan_moment,
-    check_two_factors,
+
+# Over-parameterized layers
+from .overparam import (
+    OverparamConv2d,
+    OverparamLayer,
+    OverparamLinear,
+    collapse,
+    overparameterize,
 )
-from .experiments.classification import (
-    ClassificationConfig,
-    compare_to_baseline,
-    run_classification,
-    significance_statement,
-)
-from .experiments.initialization import low_rank_init_
-from .experiments.trained import make_regression_task, output_rho, train_on_task
-from .plotting_training import (
-    plot_activation_rho,
-    plot_depth_regression,
-    plot_init_comparison,
-    plot_optimizer_cost,
-    plot_optimizer_rho,
-    plot_rank_sweep,
-    plot_rho_dynamics,
-    plot_trained_grams,
-)
-from .plotting_classification import plot_classification, plot_epoch_curves
-from .checks_overparam import check_collapse_linear, check_compose_kernels
-from .plotting_overparam import (
-    plot_init_rank,
-    plot_rank_over_training,
-    plot_spectrum_change,
-    plot_spectrum_dynamics,
-)
-from .plotting_depth import (
-    GRAM_MODE_LABELS,
-    plot_gram_heatmaps,
-    plot_gram_modes,
-    plot_median_rho,
-    plot_product_rank,
-    plot_product_spectra,
-    plot_rank_cdf,
-    plot_rank_densities,
-    plot_rank_landscape,
-    plot_volume,
-)
-from .widgets import EXPLORER_DEPTHS, EXPLORER_WIDTHS, random_init_explorer, random_init_figure
-from .plotting import depth_palette, plot_rank_table, plot_spectra, set_style
+from .plans import CHAPTER_PLANS, announce_chapter
+from .plotting import depth_palette, set_style
+
+# Effective rank and Gram matrices
 from .rank import (
     cosine_gram,
     entropy_effective_rank,
@@ -104,11 +79,32 @@ from .rank import (
     singular_values,
     stable_rank,
 )
-from .runtime import SCALE_ENV, cpu_threads, get_device, get_scale, in_colab, progress_enabled, seed_everything
-from .results import STORED_RUNS, load_provenance, stored_run, stored_run_names
-from .plans import CHAPTER_PLANS, announce_chapter, measured_time
+
+# The regression task of chapters 4-6 and its training loop
+from .regression import RegressionTask, make_regression_task, output_rho, train_on_task
+
+# Stored runs and chapter plans
+from .results import (
+    STORED_RUNS,
+    load_provenance,
+    load_results,
+    save_results,
+    stored_run,
+    stored_run_names,
+)
+
+# Runtime: device, seeds, scale, threads
+from .runtime import (
+    SCALE_ENV,
+    cpu_threads,
+    get_device,
+    get_scale,
+    in_colab,
+    progress_enabled,
+    seed_everything,
+    stable_seed,
+)
 from .train import (
-    GRADIENT_FREE_OPTIMIZERS,
     OPTIMIZERS,
     TrainConfig,
     TrainingDiverged,
@@ -117,112 +113,81 @@ from .train import (
     fit_regression,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "low_rank_init_",
-    "make_regression_task",
-    "output_rho",
-    "train_on_task",
-    "plot_activation_rho",
-    "plot_depth_regression",
-    "plot_init_comparison",
-    "plot_optimizer_cost",
-    "plot_optimizer_rho",
-    "plot_rank_sweep",
-    "plot_rho_dynamics",
-    "plot_trained_grams",
-    "ClassificationConfig",
-    "compare_to_baseline",
-    "plot_classification",
-    "plot_epoch_curves",
-    "run_classification",
-    "significance_statement",
-    "check_collapse_linear",
-    "check_compose_kernels",
-    "plot_init_rank",
-    "plot_rank_over_training",
-    "plot_spectrum_change",
-    "plot_spectrum_dynamics",
-    "EXPLORER_DEPTHS",
-    "EXPLORER_WIDTHS",
-    "GRAM_MODE_LABELS",
-    "activation_gain",
-    "check_activation_trend",
-    "check_centered_gram",
-    "check_fraction_below",
-    "check_fuss_catalan_moment",
-    "check_two_factors",
-    "plot_gram_heatmaps",
-    "plot_gram_modes",
-    "plot_median_rho",
-    "plot_product_rank",
-    "plot_product_spectra",
-    "plot_rank_cdf",
-    "plot_rank_densities",
-    "plot_rank_landscape",
-    "plot_volume",
-    "cpu_threads",
-    "STORED_RUNS",
-    "load_provenance",
-    "stored_run",
-    "stored_run_names",
-    "CHAPTER_PLANS",
-    "announce_chapter",
-    "measured_time",
-    "progress_enabled",
-    "random_init_explorer",
-    "random_init_figure",
-    "GRADIENT_FREE_OPTIMIZERS",
-    "OPTIMIZERS",
-    "OverparamConv2d",
-    "OverparamLayer",
-    "OverparamLinear",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "collapse",
-    "fit",
-    "fit_regression",
-    "overparameterize",
-    "DATASETS",
-    "DATA_ENV",
-    "DatasetInfo",
-    "DatasetUnavailable",
-    "FASHION_MNIST_SYSTEM_DIRS",
-    "data_root",
-    "dataset_info",
-    "load_dataset",
-    "make_loaders",
-    "ACTIVATIONS",
-    "SCALE_ENV",
-    "WEIGHT_INITS",
-    "Sine",
-    "Verdict",
-    "check_close",
-    "check_diag_entropy",
-    "check_entropy_rank_function",
+    # rank
     "cosine_gram",
-    "depth_palette",
-    "end_to_end_weight",
     "entropy_effective_rank",
-    "get_device",
-    "get_scale",
     "gram",
     "gram_effective_rank",
+    "naive_entropy_effective_rank",
+    "normalized_spectrum",
+    "roy_vetterli_rank",
+    "singular_values",
+    "stable_rank",
+    # runtime
+    "SCALE_ENV",
+    "cpu_threads",
+    "get_device",
+    "get_scale",
     "in_colab",
+    "progress_enabled",
+    "seed_everything",
+    "stable_seed",
+    # models
+    "ACTIVATIONS",
+    "WEIGHT_INITS",
+    "Sine",
+    "SmallCNN",
+    "activation_gain",
+    "build_model",
+    "count_parameters",
+    "end_to_end_weight",
     "linear_layers",
     "make_activation",
     "make_deep_linear",
     "make_mlp",
-    "naive_entropy_effective_rank",
-    "normalized_spectrum",
-    "plot_rank_table",
-    "plot_spectra",
+    # overparam
+    "OverparamConv2d",
+    "OverparamLayer",
+    "OverparamLinear",
+    "collapse",
+    "overparameterize",
+    # regression task and training
+    "RegressionTask",
+    "make_regression_task",
+    "output_rho",
+    "train_on_task",
+    "OPTIMIZERS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "fit",
+    "fit_regression",
+    # data
+    "DATA_ENV",
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetUnavailable",
+    "data_root",
+    "dataset_info",
+    "load_dataset",
+    "make_loaders",
+    # stored runs and plans
+    "STORED_RUNS",
+    "load_provenance",
+    "load_results",
+    "save_results",
+    "stored_run",
+    "stored_run_names",
+    "CHAPTER_PLANS",
+    "announce_chapter",
+    # checks and style
+    "CheckFailed",
+    "Verdict",
+    "check_choice",
+    "check_close",
+    "grading",
     "report",
-    "roy_vetterli_rank",
-    "seed_everything",
+    "depth_palette",
     "set_style",
-    "singular_values",
-    "stable_rank",
 ]

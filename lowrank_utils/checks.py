@@ -17,13 +17,6 @@ import math
 import os
 from typing import Any, Callable, Iterator, Sequence
 
-import torch
-
-__all__ = [
-    "Verdict", "CheckFailed", "grading", "grading_enabled", "report", "check_close", "check_choice",
-    "check_entropy_rank_function", "check_diag_entropy",
-]
-
 
 class Verdict:
     """A checker's result: truthy on PASS. It is printed when made, so a notebook does not echo it again."""
@@ -81,7 +74,9 @@ def report(name: str, ok: bool, hint: str = "", *, grading: bool | None = None) 
     return Verdict(name, False)
 
 
-def _call(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+def call_answer(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """Run a student's ``fn(*args)``: ``(True, result)``, or ``(False, None)`` after reporting the error it raised
+    (an untouched stub's ``NotImplementedError`` is reported and re-raised)."""
     try:
         return True, fn(*args)
     except NotImplementedError:
@@ -93,11 +88,20 @@ def _call(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
         return False, None  # already reported
 
 
-def _unfinished(name: str, value: Any) -> None:
+def require_answer(name: str, value: Any) -> None:
     """Stop (NotImplementedError) when ``value`` is still a placeholder: None, ``...`` or ``NotImplemented``."""
     if value is NotImplemented or value is Ellipsis or value is None:
         report(name, False, "no answer yet: replace the placeholder with your answer.", grading=False)
         raise NotImplementedError(name)
+
+
+def as_numbers(out: Any, n: int) -> tuple[float, ...] | None:
+    """``out`` as a tuple of ``n`` floats, or ``None`` when it is not ``n`` numbers (a wrong answer's shape)."""
+    try:
+        values = tuple(float(v) for v in out)
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == n else None
 
 
 def check_choice(name: str, answer: Any, expected: str, options: Sequence[str], *, hint: str = "") -> Verdict:
@@ -105,7 +109,7 @@ def check_choice(name: str, answer: Any, expected: str, options: Sequence[str], 
 
     For predictions: the expected answer is fixed in the exercise (known in advance), never taken from the
     student's own measurement, so changing a prediction after a run cannot make it right."""
-    _unfinished(name, answer)
+    require_answer(name, answer)
     guess = str(answer).strip().lower()
     allowed = [o.lower() for o in options]
     if guess not in allowed:
@@ -115,44 +119,10 @@ def check_choice(name: str, answer: Any, expected: str, options: Sequence[str], 
 
 def check_close(name: str, value: Any, expected: float, *, tol: float = 1e-3, hint: str = "") -> Verdict:
     """PASS when ``value`` is a finite number within ``tol`` (absolute) of ``expected``."""
-    _unfinished(name, value)
+    require_answer(name, value)
     try:
         v = float(value)
     except (TypeError, ValueError):
         return report(name, False, f"expected a number, got {type(value).__name__}.")
     ok = math.isfinite(v) and abs(v - expected) <= tol
     return report(name, ok, hint or f"got {v:.4g}; expected a value near {expected:.4g}.")
-
-
-def check_entropy_rank_function(fn: Callable[[torch.Tensor], Any], name: str = "effective rank from scratch") -> Verdict:
-    """Check a student's ρ(A) against known values, including matrices with exact zero singular values."""
-    cases = [
-        ("the 8x8 identity", torch.eye(8, dtype=torch.float64), math.log(8)),
-        ("a rank-1 matrix", torch.ones(5, 7, dtype=torch.float64), 0.0),
-        ("diag(3, 1, 0, 0)", torch.diag(torch.tensor([3.0, 1.0, 0.0, 0.0], dtype=torch.float64)),
-         -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))),
-    ]
-    for label, A, expected in cases:
-        ok, out = _call(name, fn, A)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(torch.as_tensor(out))
-        except Exception:
-            return report(name, False, f"on {label} your function returned {out!r}, not a single number.")
-        if math.isnan(value):
-            return report(name, False, f"on {label} you returned NaN: a zero singular value gives 0 * log 0. "
-                                       "Drop zeros first, or use torch.special.entr.")
-        if abs(value - expected) > 1e-6:
-            return report(name, False, f"on {label} you returned {value:.6f}, expected {expected:.6f}. "
-                                       "Normalise the singular values to sum to 1 and use the natural log.")
-    return report(name, True)
-
-
-def check_diag_entropy(value: Any, name: str = "ρ of diag(4, 2, 1, 1)") -> Verdict:
-    """Check the value a student computed for ρ(diag(4, 2, 1, 1)) (by hand or with code)."""
-    s = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)
-    p = s / s.sum()
-    expected = float(-(p * p.log()).sum())
-    return check_close(name, value, expected, tol=1e-3,
-                       hint="normalise (4, 2, 1, 1) by its sum first, then take -Σ p log p with the natural log.")

@@ -7,19 +7,11 @@ import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "ACTIVATIONS",
-    "WEIGHT_INITS",
-    "Sine",
-    "make_activation",
-    "make_mlp",
-    "make_deep_linear",
-    "linear_layers",
-    "end_to_end_weight",
-    "activation_gain",
-]
+from lowrank_utils import validate as check
+from lowrank_utils.overparam import overparameterize
 
 
 class Sine(nn.Module):
@@ -45,8 +37,11 @@ _ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "sine": Sine,
 }
+
+
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATION_FACTORIES)
 """Names accepted by :func:`make_mlp`."""
+
 
 # Gains that keep the activations' scale roughly constant through depth (PyTorch's calculate_gain where it has
 # one; GELU behaves like ReLU for this purpose; sin(x) is close to x near 0).
@@ -59,6 +54,7 @@ _GAINS: dict[str, float] = {
     "gelu": math.sqrt(2.0),
     "sine": 1.0,
 }
+
 
 WEIGHT_INITS: tuple[str, ...] = ("normal", "uniform", "default")
 """``normal``: N(0, g²/fan_in); ``uniform``: U(-a, a) with the same variance; ``default``: PyTorch's own."""
@@ -166,3 +162,122 @@ def end_to_end_weight(model: nn.Module) -> Tensor:
     for layer in layers[1:]:
         weight = layer.weight @ weight
     return weight
+
+
+ARCHS: tuple[str, ...] = ("small_cnn", "resnet18")
+"""Architectures :func:`build_model` knows: a 3-block CNN and a CIFAR-style ResNet-18."""
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """Two conv-BN-ReLU-max-pool blocks (``width`` and 2·``width`` channels), a fully connected layer of ``hidden``
+    units with batch norm and ReLU (its output is the penultimate embedding), and a linear classifier."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, hidden: int = 128,
+                 image_size: int = 28) -> None:
+        super().__init__()
+        c, side = width, image_size // 4
+        self.features = nn.Sequential(
+            *_conv_bn(in_channels, c), nn.MaxPool2d(2),
+            *_conv_bn(c, 2 * c), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * c * side * side, hidden, bias=False), nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch of images."""
+        return self.classifier(self.features(x))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32x32 images (3x3 stem, no max-pool; four stages of two basic blocks with ``width`` x (1, 2, 4,
+    8) channels), the usual CIFAR variant of He et al.'s network."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [*_conv_bn(in_channels, width)]
+        c_in = width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            c_out = width * mult
+            for j in range(2):
+                layers.append(_BasicBlock(c_in, c_out, 2 if (i > 0 and j == 0) else 1))
+                c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch of images."""
+        return self.classifier(self.features(x))
+
+
+def build_model(arch: str, in_channels: int, num_classes: int, width: int, depth: int = 1,
+                image_size: int = 28) -> nn.Module:
+    """The baseline ``arch`` (``depth=1``) or its linear over-parameterization with ``depth`` factors per layer."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}.")
+    check.integer("depth", depth)
+    if arch == "small_cnn":
+        model: nn.Module = SmallCNN(in_channels, num_classes, width, image_size=image_size)
+    else:
+        model = CifarResNet18(in_channels, num_classes, width)
+    return overparameterize(model, depth=depth) if depth > 1 else model
+
+
+def model_label(depth: int) -> str:
+    """How tables and figures name a model: ``baseline`` or ``overparam x<depth>``."""
+    return "baseline" if depth == 1 else f"overparam x{depth}"
+
+
+def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass of one input of shape ``(C, H, W)`` through the model's convolutions
+    and linear layers (batch norm, activations and pooling are ignored: they are a small fraction). A model built on
+    the ``meta`` device is measured without computing anything."""
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output[0].numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            first = next(model.parameters(), None)  # a model built on the meta device is measured there, for free
+            model(torch.zeros(1, *input_shape, device=first.device if first is not None else "cpu"))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not) in a model."""
+    return sum(p.numel() for p in model.parameters())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import sys
@@ -11,14 +12,17 @@ from typing import Literal
 
 import numpy as np
 import torch
-
-__all__ = ["SCALE_ENV", "Scale", "get_device", "seed_everything", "get_scale", "in_colab", "progress_enabled", "cpu_threads"]
+from tqdm.auto import tqdm
 
 SCALE_ENV = "LOWRANK_SCALE"
 """Environment variable that picks the experiment scale: ``quick`` (the default, CPU-sized) or ``full``."""
 
+
 Scale = Literal["quick", "full"]
-_SCALES = ("quick", "full")
+
+
+SCALES: tuple[Scale, ...] = ("quick", "full")
+"""The two experiment scales every config offers (see :mod:`lowrank_utils.presets`)."""
 
 
 def in_colab() -> bool:
@@ -83,13 +87,13 @@ def get_scale(requested: Scale | None = None, *, verbose: bool = False) -> Scale
     """
     raw = os.environ.get(SCALE_ENV, "").strip().lower()
     if raw:
-        if raw not in _SCALES:
-            raise ValueError(f"{SCALE_ENV}={raw!r} is not a scale; use one of {', '.join(_SCALES)}.")
+        if raw not in SCALES:
+            raise ValueError(f"{SCALE_ENV}={raw!r} is not a scale; use one of {', '.join(SCALES)}.")
         scale: Scale = raw  # type: ignore[assignment]
         source = f"from ${SCALE_ENV}"
     elif requested is not None:
-        if requested not in _SCALES:
-            raise ValueError(f"scale {requested!r} is not a scale; use one of {', '.join(_SCALES)}.")
+        if requested not in SCALES:
+            raise ValueError(f"scale {requested!r} is not a scale; use one of {', '.join(SCALES)}.")
         scale, source = requested, "as requested in the set-up cell"
     else:
         scale, source = "quick", "the default"
@@ -129,3 +133,14 @@ def cpu_threads(n: int | None = 1, *, device: str | torch.device = "cpu") -> Ite
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from printable parts, independent of Python's per-run string hashing and of list positions."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A tqdm bar that closes when done and is silent when progress is off (see :func:`progress_enabled`)."""
+    return tqdm(total=total, desc=desc, disable=not progress_enabled(enabled), leave=False)

@@ -22,8 +22,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-# chapters that read stored runs: each must print their provenance ("stored run:") and draw them
-STORED_RUN_CHAPTERS = ("04_trained_networks", "04b_matrix_completion", "05_optimizers", "06_initialization")
+from lowrank_utils.plans import CHAPTER_PLANS
+
+# The chapters that plot stored full-preset runs (those whose plan in lowrank_utils.plans names stored runs): each
+# must print their provenance ("stored run:") and draw them.
+STORED_RUN_CHAPTERS = tuple(chapter for chapter, plan in CHAPTER_PLANS.items() if plan.full_runs)
 CELL_TIMEOUT_S = 180
 
 

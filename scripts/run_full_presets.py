@@ -14,34 +14,41 @@ import sys
 import time
 from typing import Callable
 
-from lowrank_utils.results import stored_run
-from lowrank_utils.experiments.completion import CompletionConfig, completion_experiments
-from lowrank_utils.experiments.initialization import InitComparisonConfig, initialization_comparison
-from lowrank_utils.experiments.optimizers import OptimizerComparisonConfig, optimizer_comparison
-from lowrank_utils.experiments.trained import (
+from lowrank_utils.chapters.ch04_trained_networks.experiment import (
     ActivationTrainingConfig,
     DepthRegressionConfig,
     depth_regression,
-    save_results,
     trained_activations,
 )
-
+from lowrank_utils.chapters.ch04b_matrix_completion.experiment import (
+    CompletionConfig,
+    completion_experiments,
+)
+from lowrank_utils.chapters.ch05_optimizers.experiment import (
+    OptimizerComparisonConfig,
+    optimizer_comparison,
+)
+from lowrank_utils.chapters.ch06_initialization.experiment import (
+    InitComparisonConfig,
+    initialization_comparison,
+)
+from lowrank_utils.results import save_results, stored_run
 
 # name -> (file, module, call as written in the provenance, config, function, names of the returned frames to keep)
 JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
-    "activations": ("ch04_activations_full.json", "trained", "trained_activations(ActivationTrainingConfig.full())",
+    "activations": ("ch04_activations_full.json", "ch04_trained_networks", "trained_activations(ActivationTrainingConfig.full())",
                     ActivationTrainingConfig.full(), trained_activations, ("results",)),
-    "regression": ("ch04_depth_regression_full.json", "trained", "depth_regression(DepthRegressionConfig.full())",
+    "regression": ("ch04_depth_regression_full.json", "ch04_trained_networks", "depth_regression(DepthRegressionConfig.full())",
                    DepthRegressionConfig.full(), depth_regression, ("summary",)),
-    "rank_sweep": ("ch04_rank_sweep_full.json", "trained",
+    "rank_sweep": ("ch04_rank_sweep_full.json", "ch04_trained_networks",
                    "depth_regression(DepthRegressionConfig.rank_sweep('full'))",
                    DepthRegressionConfig.rank_sweep("full"), depth_regression, ("summary",)),
-    "optimizers": ("ch05_optimizers_full.json", "optimizers", "optimizer_comparison(OptimizerComparisonConfig.full())",
+    "optimizers": ("ch05_optimizers_full.json", "ch05_optimizers", "optimizer_comparison(OptimizerComparisonConfig.full())",
                    OptimizerComparisonConfig.full(), optimizer_comparison, ("results",)),
-    "init": ("ch06_initialization_full.json", "initialization",
+    "init": ("ch06_initialization_full.json", "ch06_initialization",
              "initialization_comparison(InitComparisonConfig.full())",
              InitComparisonConfig.full(), initialization_comparison, ("summary",)),
-    "completion": ("ch04b_completion_full.json", "completion",
+    "completion": ("ch04b_completion_full.json", "ch04b_matrix_completion",
                    "completion_experiments(CompletionConfig.full(progress=False))",
                    CompletionConfig.full(progress=False), completion_experiments,
                    ("depth_comparison", "observation_sweep", "init_scale_sweep")),
@@ -59,7 +66,7 @@ def main(names: list[str]) -> None:
         frames = out if isinstance(out, tuple) else (out,)
         wall = time.perf_counter() - start
         path = save_results(dict(zip(keep, frames)), config, stored_run(filename.removesuffix(".json")),
-                            command=f"from lowrank_utils.experiments.{module} import *; {call}", wall_time_s=wall)
+                            command=f"from lowrank_utils.chapters.{module} import *; {call}", wall_time_s=wall)
         print(f"{name}: {wall / 60:.1f} min -> {path}")
 
 

@@ -17,23 +17,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
-from lowrank_utils.checks_classification import (  # noqa: E402
+from lowrank_utils.chapters.ch08_image_classification.checks import (
     check_embedding_rho,
-    check_global_batch_and_lr,
-    check_overparam_conv_params,
     check_welch_t,
 )
-from lowrank_utils.data import DatasetUnavailable  # noqa: E402
-from lowrank_utils.experiments.classification import (  # noqa: E402
+from lowrank_utils.chapters.ch08_image_classification.experiment import (
     RESULT_COLUMNS,
     ClassificationConfig,
-    CifarResNet18,
     _Precision,
-    build_model,
     compare_to_baseline,
-    count_parameters,
     learning_rate,
     load_classification_results,
     random_crop_flip,
@@ -43,9 +36,16 @@ from lowrank_utils.experiments.classification import (  # noqa: E402
     summarize,
     train_step,
 )
+from lowrank_utils.chapters.ch08_image_classification.figures import plot_classification
+from lowrank_utils.chapters.ch09_imagenet.checks import (
+    check_global_batch_and_lr,
+    check_overparam_conv_params,
+)
+from lowrank_utils.chapters.ch09_imagenet.figures import plot_epoch_curves  # noqa: E402
+from lowrank_utils.data import DatasetUnavailable  # noqa: E402
+from lowrank_utils.models import CifarResNet18, build_model, count_parameters
 from lowrank_utils.overparam import OverparamConv2d, OverparamLinear, collapse  # noqa: E402
 from lowrank_utils.rank import gram_effective_rank  # noqa: E402
-from lowrank_utils.plotting_classification import plot_classification, plot_epoch_curves  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +140,7 @@ def test_stored_results_need_provenance(tmp_path: Path) -> None:
     path = tmp_path / "classification_full.json"
     assert load_classification_results(path) is None  # nothing stored: the book says so instead of plotting
     df = _fake_results()
-    command = "python -m lowrank_utils.experiments.classification"
+    command = "python -m lowrank_utils.chapters.ch08_image_classification.experiment"
     save_classification_results(df, ClassificationConfig.quick(), path, command)
     loaded, provenance = load_classification_results(path)
     assert loaded.equals(df[loaded.columns]) and provenance["seeds"] == [0, 1, 2] and provenance["torch"]
@@ -174,7 +174,7 @@ def test_full_preset_settings() -> None:
     assert learning_rate(full, 61) == pytest.approx(0.01) and learning_rate(full, 150) == pytest.approx(0.001)
     quick = ClassificationConfig.quick()
     assert learning_rate(quick, 0) == pytest.approx(quick.lr) and learning_rate(quick, quick.epochs) < 1e-12
-    assert ClassificationConfig.from_scale("full") == full and ClassificationConfig.from_scale("quick") == quick
+    assert ClassificationConfig.for_scale("full") == full and ClassificationConfig.for_scale("quick") == quick
 
 
 def test_resnet18_forward_backward_on_cifar_shaped_tensors() -> None:
@@ -241,7 +241,7 @@ def test_full_code_path_runs_on_a_cifar10_fixture(tmp_path: Path) -> None:
     [
         (dict(depths=(2, 4)), "include 1"),
         (dict(arch="vgg"), "arch"),
-        (dict(datasets=("imagenet",)), "train_imagenet"),
+        (dict(datasets=("imagenet",)), "train.imagenet"),
         (dict(schedule="step"), "milestones"),
         (dict(rank_samples=5000), "rank_samples"),
         (dict(lr=-1.0), "lr"),
@@ -295,7 +295,7 @@ def test_checkers_pass_right_answers_and_fail_wrong_ones(capsys: pytest.CaptureF
 def test_imagenet_cost_helpers() -> None:
     import torchvision
 
-    from lowrank_utils.experiments.imagenet import (
+    from lowrank_utils.chapters.ch09_imagenet.experiment import (
         IMAGENET_TRAIN_IMAGES,
         gpu_hours,
         imagenet_training_work,
@@ -316,7 +316,7 @@ def test_imagenet_cost_helpers() -> None:
     assert gpu_hours(0.5, 3600, 2, 4) == pytest.approx(4.0)
     cmd = torchrun_command(["--data", Path("x"), "--epochs", 1], nproc=2)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    assert cmd[6:] == ["-m", "lowrank_utils.train_imagenet", "--data", "x", "--epochs", "1"]
+    assert cmd[6:] == ["-m", "lowrank_utils.train.imagenet", "--data", "x", "--epochs", "1"]
     with pytest.raises(ValueError):
         steps_per_epoch(10, 0, 1)
     with pytest.raises(ValueError, match="rdzv"):
@@ -324,7 +324,7 @@ def test_imagenet_cost_helpers() -> None:
 
 
 def test_read_run(tmp_path: Path) -> None:
-    from lowrank_utils.experiments.imagenet import read_run
+    from lowrank_utils.chapters.ch09_imagenet.experiment import read_run
 
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         read_run(tmp_path)
@@ -338,7 +338,7 @@ def test_read_run(tmp_path: Path) -> None:
 def test_command_line_stores_results_with_provenance(tmp_path: Path) -> None:
     if not FASHION.is_dir():
         pytest.skip("Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist")
-    from lowrank_utils.experiments.classification import main
+    from lowrank_utils.chapters.ch08_image_classification.experiment import main
 
     out = tmp_path / "quick.json"
     main(["--scale", "quick", "--out", str(out), "--seeds", "0", "1", "--epochs", "1", "--train-subset", "300",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import matplotlib
@@ -15,12 +14,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lowrank_utils.checks_completion import (  # noqa: E402
+from lowrank_utils.chapters.ch04b_matrix_completion.checks import (
     check_deep_start,
     check_degrees_of_freedom,
     degrees_of_freedom,
 )
-from lowrank_utils.experiments.completion import (  # noqa: E402
+from lowrank_utils.chapters.ch04b_matrix_completion.experiment import (
     CompletionConfig,
     completion_metrics,
     completion_summary,
@@ -36,7 +35,7 @@ from lowrank_utils.experiments.completion import (  # noqa: E402
     regression_contrast,
     stack_tasks,
 )
-from lowrank_utils.plotting_completion import (  # noqa: E402
+from lowrank_utils.chapters.ch04b_matrix_completion.figures import (
     plot_completion_examples,
     plot_depth_comparison,
     plot_observation_sweep,

@@ -17,7 +17,13 @@ from PIL import Image
 from torchvision import transforms
 
 from lowrank_utils import data
-from lowrank_utils.data import DatasetUnavailable, data_root, dataset_info, load_dataset, make_loaders
+from lowrank_utils.data import (
+    DatasetUnavailable,
+    data_root,
+    dataset_info,
+    load_dataset,
+    make_loaders,
+)
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

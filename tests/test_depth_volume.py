@@ -14,12 +14,12 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lowrank_utils.checks_depth import (  # noqa: E402
+from lowrank_utils.chapters.ch03_why_depth_lowers_rank.checks import (
     check_fraction_below,
     check_fuss_catalan_moment,
     check_two_factors,
 )
-from lowrank_utils.experiments.depth_volume import (  # noqa: E402
+from lowrank_utils.chapters.ch03_why_depth_lowers_rank.experiment import (
     LandscapeConfig,
     ProductConfig,
     VolumeConfig,
@@ -38,7 +38,7 @@ from lowrank_utils.experiments.depth_volume import (  # noqa: E402
     volume_curve,
     volume_draws,
 )
-from lowrank_utils.plotting_depth import (  # noqa: E402
+from lowrank_utils.chapters.ch03_why_depth_lowers_rank.figures import (
     plot_product_rank,
     plot_product_spectra,
     plot_rank_cdf,

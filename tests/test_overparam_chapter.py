@@ -14,8 +14,11 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from lowrank_utils.checks_overparam import check_collapse_linear, check_compose_kernels  # noqa: E402
-from lowrank_utils.experiments.overparam_layers import (  # noqa: E402
+from lowrank_utils.chapters.ch07_linear_overparameterization.checks import (
+    check_collapse_linear,
+    check_compose_kernels,
+)  # noqa: E402
+from lowrank_utils.chapters.ch07_linear_overparameterization.experiment import (
     InitRankConfig,
     SpectrumConfig,
     checkpoint_table,
@@ -29,14 +32,14 @@ from lowrank_utils.experiments.overparam_layers import (  # noqa: E402
     spectrum_dynamics,
     step_time_table,
 )
-from lowrank_utils.overparam import OverparamConv2d, collapse, overparameterize  # noqa: E402
-from lowrank_utils.plotting_overparam import (  # noqa: E402
+from lowrank_utils.chapters.ch07_linear_overparameterization.figures import (
     pick_checkpoints,
     plot_init_rank,
     plot_rank_over_training,
     plot_spectrum_change,
     plot_spectrum_dynamics,
 )
+from lowrank_utils.overparam import OverparamConv2d, collapse, overparameterize  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +152,7 @@ def test_spectrum_dynamics_quick_preset(spectra):
 
 
 def test_spectrum_dynamics_digits_sgd_is_reproducible():
-    cfg = SpectrumConfig.quick(dataset="digits", train_size=256, test_size=64, epochs=1, batch_size=32,
+    cfg = SpectrumConfig.quick(dataset="digits", train_subset=256, test_subset=64, epochs=1, batch_size=32,
                                channels=(4, 8), tracked_layer=1, depth=2, optimizer="sgd", lr=0.01,
                                milestones=(0.5,), checkpoints=2)
     a = spectrum_dynamics(cfg, progress=False)
@@ -169,7 +172,7 @@ def test_spectrum_dynamics_digits_sgd_is_reproducible():
         ({"milestones": (1.5,)}, "milestones"),
         ({"lr": 0.0}, "lr"),
         ({"dataset": "mnist"}, "Unknown dataset"),
-        ({"train_size": 0}, "train_size"),
+        ({"train_subset": 0}, "train_subset"),
         ({"device": "gpu0"}, "device"),
     ],
 )
@@ -179,12 +182,12 @@ def test_spectrum_config_rejects_bad_values(overrides, match):
 
 
 def test_presets_and_scale():
-    assert SpectrumConfig.from_scale("quick") == SpectrumConfig.quick()
-    full = SpectrumConfig.from_scale("full")
-    assert full.train_size is None and full.epochs > SpectrumConfig.quick().epochs
-    assert InitRankConfig.from_scale("full").draws > InitRankConfig.quick().draws
+    assert SpectrumConfig.for_scale("quick") == SpectrumConfig.quick()
+    full = SpectrumConfig.for_scale("full")
+    assert full.train_subset is None and full.epochs > SpectrumConfig.quick().epochs
+    assert InitRankConfig.for_scale("full").draws > InitRankConfig.quick().draws
     with pytest.raises(ValueError, match="scale"):
-        InitRankConfig.from_scale("huge")
+        InitRankConfig.for_scale("huge")
     with pytest.raises(ValueError, match="depths"):
         InitRankConfig(depths=(0, 2))
 

@@ -14,8 +14,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lowrank_utils.checks_depth import SOFTPLUS_GAIN, check_activation_trend, check_centered_gram  # noqa: E402
-from lowrank_utils.experiments.random_init import (  # noqa: E402
+from lowrank_utils.chapters.ch02_random_initialization.checks import (
+    SOFTPLUS_GAIN,
+    check_activation_trend,
+    check_centered_gram,
+)  # noqa: E402
+from lowrank_utils.chapters.ch02_random_initialization.experiment import (
     GRAM_MODES,
     RandomInitConfig,
     gram_examples,
@@ -29,10 +33,16 @@ from lowrank_utils.experiments.random_init import (  # noqa: E402
     sample_mlp_weights,
     width_sweep,
 )
+from lowrank_utils.chapters.ch02_random_initialization.figures import (  # noqa: E402
+    plot_gram_heatmaps,
+    plot_rank_densities,
+)
+from lowrank_utils.chapters.ch02_random_initialization.widgets import (  # noqa: E402
+    random_init_explorer,
+    random_init_figure,
+)
 from lowrank_utils.models import ACTIVATIONS, activation_gain, linear_layers, make_mlp  # noqa: E402
-from lowrank_utils.plotting_depth import plot_gram_heatmaps, plot_rank_densities  # noqa: E402
 from lowrank_utils.rank import entropy_effective_rank  # noqa: E402
-from lowrank_utils.widgets import random_init_explorer, random_init_figure  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

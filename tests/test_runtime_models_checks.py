@@ -55,8 +55,9 @@ def test_a_gpu_never_switches_to_the_full_scale(monkeypatch: pytest.MonkeyPatch)
     assert lu.get_scale() == "quick"
     assert lu.get_scale("quick") == "quick"
     # what each chapter's set-up cell runs, with the form field at its default
-    import nbformat
     from pathlib import Path
+
+    import nbformat
 
     for path in sorted((Path(__file__).resolve().parents[1] / "book").glob("*.ipynb")):
         setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
@@ -158,15 +159,20 @@ def test_checkers_pass_and_fail(capsys: pytest.CaptureFixture[str]) -> None:
     def stub(A: torch.Tensor) -> float:
         raise NotImplementedError
 
-    assert lu.check_entropy_rank_function(good)
-    assert not lu.check_entropy_rank_function(nan_prone)
+    from lowrank_utils.chapters.ch01_effective_rank import (
+        check_diag_entropy,
+        check_entropy_rank_function,
+    )
+
+    assert check_entropy_rank_function(good)
+    assert not check_entropy_rank_function(nan_prone)
     assert "NaN" in capsys.readouterr().out
     with pytest.raises(NotImplementedError):
-        lu.check_entropy_rank_function(stub)
+        check_entropy_rank_function(stub)
     assert "not done yet" in capsys.readouterr().out
-    assert lu.check_diag_entropy(1.75 * math.log(2))
-    assert not lu.check_diag_entropy(math.log(4))
-    assert not lu.check_diag_entropy(float("nan"))
+    assert check_diag_entropy(1.75 * math.log(2))
+    assert not check_diag_entropy(math.log(4))
+    assert not check_diag_entropy(float("nan"))
 
 
 def test_progress_bars_follow_tqdm_disable(monkeypatch: pytest.MonkeyPatch) -> None:

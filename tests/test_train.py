@@ -10,7 +10,7 @@ import torch
 
 from lowrank_utils.models import make_deep_linear
 from lowrank_utils.rank import gram_effective_rank
-from lowrank_utils.train import (
+from lowrank_utils.train.loop import (
     OPTIMIZERS,
     TrainConfig,
     TrainingDiverged,
@@ -251,10 +251,11 @@ def test_cpu_threads_takes_the_device_by_keyword_and_refuses_a_swapped_call():
 
 def test_chapter_7_training_runs_with_its_configured_threads(monkeypatch: pytest.MonkeyPatch):
     """Regression: chapter 7 passed (device, n) to cpu_threads, so its thread setting never took effect."""
-    from lowrank_utils.experiments import overparam_layers as ch7
+    from lowrank_utils import runtime
+    from lowrank_utils.chapters.ch07_linear_overparameterization import experiment as ch7
 
-    cfg = ch7.SpectrumConfig.quick(dataset="digits", train_size=64, test_size=32, epochs=1, batch_size=32,
-                                   channels=(4, 8), tracked_layer=1, depth=2, checkpoints=1, threads=1)
+    cfg = ch7.SpectrumConfig.quick(dataset="digits", train_subset=64, test_subset=32, epochs=1, batch_size=32,
+                                   channels=(4, 8), tracked_layer=1, depth=2, checkpoints=1, cpu_threads=1)
     seen: list[int] = []
     original = ch7._train_one
 
@@ -263,7 +264,7 @@ def test_chapter_7_training_runs_with_its_configured_threads(monkeypatch: pytest
         return original(*args, **kwargs)
 
     monkeypatch.setattr(ch7, "_train_one", spy)
-    with ch7.cpu_threads(2, device="cpu"):
+    with runtime.cpu_threads(2, device="cpu"):
         ch7.spectrum_dynamics(cfg, progress=False)
     assert seen == [1, 1]  # both models trained with the configured single thread
 

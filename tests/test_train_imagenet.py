@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torchvision
 
-from lowrank_utils.train_imagenet import count_parameters, parse_args, write_tiny_imagefolder
+from lowrank_utils.models import count_parameters
+from lowrank_utils.train.imagenet import parse_args, write_tiny_imagefolder
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(TORCHRUN + ["-m", "lowrank_utils.train_imagenet", *args], cwd=cwd, env=env,
+    return subprocess.run(TORCHRUN + ["-m", "lowrank_utils.train.imagenet", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -37,7 +38,7 @@ def test_two_process_run_checkpoints_resumes_and_evaluates_collapsed(tmp_path: P
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [0, 1]
     final = json.loads((out / "final.json").read_text())
-    assert final["world_size"] == 2 and final["torch"] and final["date"] and "lowrank_utils.train_imagenet" in final["command"]
+    assert final["world_size"] == 2 and final["torch"] and final["date"] and "lowrank_utils.train.imagenet" in final["command"]
     # evaluation ran on the collapsed model, which has exactly the plain architecture's parameter count
     plain = count_parameters(torchvision.models.resnet18(weights=None, num_classes=3))
     assert final["original_params"] == plain
@@ -62,7 +63,7 @@ class _Payload:
 def test_a_checkpoint_with_arbitrary_pickled_objects_is_refused(tmp_path: Path) -> None:
     import torch
 
-    from lowrank_utils.train_imagenet import load_checkpoint
+    from lowrank_utils.train.imagenet import load_checkpoint
 
     good = {"epoch": 0, "model": {"w": torch.ones(2)}, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
             "scaler": {}, "history": [{"epoch": 0, "val_top1": 0.5}]}

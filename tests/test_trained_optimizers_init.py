@@ -19,51 +19,57 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lowrank_utils.checks_training import (  # noqa: E402
+from lowrank_utils.chapters.ch04_trained_networks.checks import (
     check_best_test_depth,
-    check_init_gap,
-    check_low_rank_init,
-    check_random_search,
     check_rho_callback,
+)
+from lowrank_utils.chapters.ch04_trained_networks.experiment import (
+    ActivationTrainingConfig,
+    DepthRegressionConfig,
+    depth_regression,
+    trained_activations,
+)
+from lowrank_utils.chapters.ch04_trained_networks.figures import (
+    plot_activation_rho,
+    plot_rank_sweep,
+    plot_trained_grams,
+)
+from lowrank_utils.chapters.ch05_optimizers.checks import (
+    check_random_search,
     check_seed_summary,
 )
-from lowrank_utils.experiments.initialization import (  # noqa: E402
+from lowrank_utils.chapters.ch05_optimizers.experiment import (
+    OptimizerComparisonConfig,
+    depth_trend,
+    optimizer_comparison,
+)
+from lowrank_utils.chapters.ch05_optimizers.figures import (
+    plot_optimizer_cost,
+    plot_optimizer_rho,
+)
+from lowrank_utils.chapters.ch06_initialization.checks import (
+    check_init_gap,
+    check_low_rank_init,
+)
+from lowrank_utils.chapters.ch06_initialization.experiment import (
     INITS,
     InitComparisonConfig,
     initial_network,
     initialization_comparison,
     low_rank_init_,
 )
-from lowrank_utils.experiments.optimizers import (  # noqa: E402
-    OptimizerComparisonConfig,
-    depth_trend,
-    optimizer_comparison,
-)
-from lowrank_utils.experiments.trained import (  # noqa: E402
-    ActivationTrainingConfig,
-    DepthRegressionConfig,
+from lowrank_utils.chapters.ch06_initialization.figures import plot_init_comparison
+from lowrank_utils.models import linear_layers, make_mlp  # noqa: E402
+from lowrank_utils.plotting import plot_depth_regression, plot_rho_dynamics
+from lowrank_utils.rank import gram_effective_rank  # noqa: E402
+from lowrank_utils.regression import (
     best_depths,
-    depth_regression,
-    load_results,
     make_regression_task,
     make_target,
     output_rho,
-    save_results,
-    trained_activations,
 )
-from lowrank_utils.models import linear_layers, make_mlp  # noqa: E402
-from lowrank_utils.plotting_training import (  # noqa: E402
-    plot_activation_rho,
-    plot_depth_regression,
-    plot_init_comparison,
-    plot_optimizer_cost,
-    plot_optimizer_rho,
-    plot_rank_sweep,
-    plot_rho_dynamics,
-    plot_trained_grams,
-)
-from lowrank_utils.rank import gram_effective_rank  # noqa: E402
-from lowrank_utils.train import OPTIMIZERS, TrainingDiverged  # noqa: E402
+from lowrank_utils.results import load_results, save_results
+from lowrank_utils.train.loop import OPTIMIZERS, TrainingDiverged  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -252,7 +258,7 @@ def test_low_rank_init_sets_rank_and_keeps_scale() -> None:
         (lambda: OptimizerComparisonConfig(settings=(("sgd", 0.1, 10),)), "settings has no"),
         (lambda: OptimizerComparisonConfig(depths=(1, 1)), "duplicates"),
         (lambda: InitComparisonConfig(inits=("orthogonal",)), "unknown init"),
-        (lambda: InitComparisonConfig.from_scale("huge"), "scale must be"),
+        (lambda: InitComparisonConfig.for_scale("huge"), "scale must be"),
     ],
 )
 def test_bad_configs_raise_with_a_helpful_message(make, message: str) -> None:
@@ -262,7 +268,7 @@ def test_bad_configs_raise_with_a_helpful_message(make, message: str) -> None:
 
 def test_presets_are_frozen_and_full_is_bigger() -> None:
     for cls in (ActivationTrainingConfig, DepthRegressionConfig, OptimizerComparisonConfig, InitComparisonConfig):
-        quick, full = cls.from_scale("quick"), cls.from_scale("full")
+        quick, full = cls.for_scale("quick"), cls.for_scale("full")
         assert len(full.seeds) > len(quick.seeds)
         with pytest.raises(Exception):
             quick.seeds = (5,)  # type: ignore[misc]

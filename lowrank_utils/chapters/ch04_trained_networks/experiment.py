@@ -1,0 +1,224 @@
+"""Chapter 4 (Observation 2): the effective rank of what *trained* networks compute.
+
+Two experiments, each a pure function of a frozen config:
+
+* :func:`trained_activations` -- MLPs with each of the seven activations, depths 2, 4, 8, 16, trained on the same
+  small regression task; ρ of the Gram matrix of their outputs on held-out inputs before and after training, and
+  the Gram matrices themselves (for heat maps).
+* :func:`depth_regression` -- deep linear networks trained toward a low-rank and a full-rank linear target in an
+  *under-determined* regime (fewer training samples than input dimensions, so the data do not pin down the map):
+  ρ at initialisation and at convergence, the target's own ρ, train and test loss, and the history of ρ during
+  training (recorded by :func:`lowrank_utils.train.fit`'s ``metrics`` callback). With ``target_ranks`` set to
+  several ranks the same function gives the "targets of several ranks" sweep.
+
+The regression task and its training call live in :mod:`lowrank_utils.regression`, shared with chapters 5 and 6.
+
+All sizes, step budgets and learning rates are *our* choices for a CPU course: the paper's exact settings are not
+known to us. ρ is always measured on K = Φ̃Φ̃ᵀ with Φ the network's outputs on held-out inputs and Φ̃ = Φ centred
+over inputs (as in chapter 2): the training inputs would say less, because a network that fits them reproduces the
+target's Gram matrix there whatever its depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lowrank_utils import validate as check
+from lowrank_utils.models import ACTIVATIONS, make_mlp
+from lowrank_utils.presets import Presets
+from lowrank_utils.regression import (
+    DIVERGENCE_MODES,
+    cached_task,
+    check_training_args,
+    display_gram,
+    linear_network,
+    train_on_task,
+)
+from lowrank_utils.runtime import progress_bar, stable_seed
+from lowrank_utils.train.loop import (
+    TrainConfig,
+)
+
+
+@dataclass(frozen=True)
+class ActivationTrainingConfig(Presets):
+    """Trained MLPs for each activation and depth (all settings are our choices, not the paper's).
+
+    Every network has ``width`` units per layer, ``width`` inputs and outputs, bias-free layers initialised as in
+    :func:`~lowrank_utils.models.make_mlp` (normal, std = gain/sqrt(fan_in)), and is trained with ``optimizer`` at
+    ``lr`` for at most ``steps`` full-batch steps (stopping once the train loss is below ``tolerance``) on a
+    rank-``target_rank`` linear target from ``n_train`` samples. ρ is measured on ``n_test`` held-out inputs; the
+    heat maps show K on the first ``n_gram`` of them for the first seed.
+    """
+
+    # quick (the defaults, ~10 s of CPU): width 32, 24 training samples, one seed, Adam at 3e-3, <= 300 steps.
+    # full: width 64, 48 training samples, 256 test inputs, five seeds, at most 2,000 Adam steps at 1e-3.
+    FULL = dict(width=64, n_train=48, n_test=256, n_gram=64, seeds=(0, 1, 2, 3, 4), lr=1e-3, steps=2000)
+
+    activations: tuple[str, ...] = ACTIVATIONS
+    depths: tuple[int, ...] = (2, 4, 8, 16)
+    width: int = 32
+    target_rank: int = 4
+    n_train: int = 24
+    n_test: int = 128
+    n_gram: int = 48
+    seeds: tuple[int, ...] = (0,)
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    steps: int = 300
+    tolerance: float = 1e-4
+    center: bool = True
+    cpu_threads: int | None = 1
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activations", check.names("activations", self.activations, ACTIVATIONS, "activation"))
+        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
+        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
+        for name in ("width", "target_rank", "n_train", "steps"):
+            check.integer(name, getattr(self, name))
+        check.integer("n_test", self.n_test, 2)
+        check.integer("n_gram", self.n_gram, 2)
+        if self.n_gram > self.n_test:
+            raise ValueError(f"n_gram={self.n_gram} cannot exceed n_test={self.n_test} (K is shown on test inputs).")
+        if self.target_rank > self.width:
+            raise ValueError(f"target_rank={self.target_rank} cannot exceed width={self.width}.")
+        check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The :class:`~lowrank_utils.train.TrainConfig` of every run with this seed."""
+        return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
+                           seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
+                           log_every=self.steps)
+
+
+def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one MLP per (activation, depth, seed); return ``(results, grams)``.
+
+    ``results``: one row per network -- activation, depth, seed, and the columns of :func:`train_on_task`.
+    ``grams``: the display form of K after training (see :func:`display_gram`) for the first seed, as tidy rows
+    (activation, depth, row, col, value, rho).
+    """
+    rows, grams = [], []
+    runs = [(a, d, s) for s in config.seeds for a in config.activations for d in config.depths]
+    with progress_bar(len(runs), "trained networks", config.progress) as bar:
+        for activation, depth, seed in runs:
+            task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
+                                config.center)
+            g = torch.Generator().manual_seed(stable_seed("mlp", seed, activation, depth, config.width))
+            model = make_mlp(config.width, config.width, depth, activation=activation, generator=g)
+            row, _ = train_on_task(model, task, config.train_config(seed), center=config.center, track=False)
+            rows.append({"activation": activation, "depth": depth, "seed": seed, **row})
+            if seed == config.seeds[0] and not row["diverged"]:
+                with torch.no_grad():
+                    phi = model(task.X_test[: config.n_gram].to(config.device))
+                K, rho = display_gram(phi, center=config.center)
+                n = K.shape[0]
+                r, c = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+                grams.append(pd.DataFrame({"activation": activation, "depth": depth, "row": r.ravel(),
+                                           "col": c.ravel(), "value": K.ravel(), "rho": rho}))
+            bar.update(1)
+    results = pd.DataFrame(rows)
+    results["activation"] = pd.Categorical(results["activation"], categories=list(config.activations))
+    results = results.sort_values(["activation", "depth", "seed"], ignore_index=True)
+    gram_df = pd.concat(grams, ignore_index=True) if grams else pd.DataFrame(
+        columns=["activation", "depth", "row", "col", "value", "rho"])
+    return results, gram_df
+
+
+@dataclass(frozen=True)
+class DepthRegressionConfig(Presets):
+    """Deep linear networks trained toward linear targets of several ranks (all settings are our choices).
+
+    Inputs and outputs have ``width`` dimensions and so does every layer; there are ``n_train < width`` training
+    samples (under-determined) and ``n_test`` held-out inputs. Each (target rank, depth, seed) is one run of
+    ``optimizer`` at ``lr`` for at most ``steps`` full-batch steps, stopping early when the train loss falls below
+    ``tolerance``; ρ and the test loss are recorded every ``log_every`` steps. The same seed gives the same inputs
+    for every target and the same initial network for every target. A run whose loss explodes is recorded with
+    ``diverged=True`` (``on_divergence="record"``) or stops everything with a clear error (``"raise"``).
+    """
+
+    # quick (the defaults, ~8 s of CPU): width 32, 24 training samples, targets of rank 4 and 32, depths 1-16,
+    # seeds 0 and 1, SGD at lr 0.05 for at most 1,000 steps.
+    # full: depths 1-32, five seeds, SGD at lr 0.02 (0.05 diverges at depth 32) for at most 4,000 steps.
+    FULL = dict(depths=(1, 2, 4, 8, 16, 32), seeds=(0, 1, 2, 3, 4), lr=0.02, steps=4000, log_every=100)
+
+    depths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    target_ranks: tuple[int, ...] = (4, 32)
+    width: int = 32
+    n_train: int = 24
+    n_test: int = 256
+    seeds: tuple[int, ...] = (0, 1)
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    steps: int = 1000
+    tolerance: float = 1e-4
+    log_every: int = 50
+    center: bool = True
+    on_divergence: str = "record"
+    cpu_threads: int | None = 1
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
+        object.__setattr__(self, "target_ranks", check.integers("target_ranks", self.target_ranks, unique=True))
+        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
+        for name in ("width", "n_train", "steps", "log_every"):
+            check.integer(name, getattr(self, name))
+        check.integer("n_test", self.n_test, 2)
+        too_big = [r for r in self.target_ranks if r > self.width]
+        if too_big:
+            raise ValueError(f"target_ranks {too_big} exceed width={self.width}, the largest possible rank.")
+        if self.on_divergence not in DIVERGENCE_MODES:
+            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
+                             f"got {self.on_divergence!r}.")
+        check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
+
+    @classmethod
+    def rank_sweep(cls, scale: str = "quick", **overrides: Any) -> "DepthRegressionConfig":
+        """The "targets of several ranks" variant of the preset: ranks 1-32 at a few depths, one seed in quick."""
+        if scale == "quick":
+            settings: dict[str, Any] = dict(target_ranks=(1, 2, 4, 8, 16, 32), depths=(1, 4, 16), seeds=(0,),
+                                            steps=600, log_every=600)
+        else:
+            settings = dict(target_ranks=(1, 2, 4, 8, 16, 32), depths=(1, 2, 4, 8, 16), seeds=(0, 1, 2))
+        return cls.for_scale(scale, **{**settings, **overrides})
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The :class:`~lowrank_utils.train.TrainConfig` of every run with this seed."""
+        return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
+                           seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
+                           log_every=self.log_every)
+
+
+def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train one deep linear network per (target rank, depth, seed); return ``(summary, history)``.
+
+    ``summary``: one row per run with ``target`` ("low-rank"/"full-rank"), ``target_rank``, ``depth``, ``seed`` and
+    the columns of :func:`train_on_task`. ``history``: the same keys plus ``step``, ``loss`` (train), ``rho`` and
+    ``test_loss`` every ``config.log_every`` steps and at the end -- how ρ evolves during training.
+    """
+    rows, histories = [], []
+    runs = [(r, d, s) for s in config.seeds for r in config.target_ranks for d in config.depths]
+    with progress_bar(len(runs), "deep linear regression", config.progress) as bar:
+        for rank, depth, seed in runs:
+            task = cached_task(config.width, config.width, rank, config.n_train, config.n_test, seed, config.center)
+            model = linear_network(config.width, depth, seed)
+            row, history = train_on_task(model, task, config.train_config(seed), center=config.center,
+                                         on_divergence=config.on_divergence)
+            keys = {"target": task.label, "target_rank": rank, "depth": depth, "seed": seed}
+            rows.append({**keys, **row})
+            histories.append(history.assign(**keys))
+            bar.update(1)
+    summary = pd.DataFrame(rows).sort_values(["target_rank", "depth", "seed"], ignore_index=True)
+    history = pd.concat(histories, ignore_index=True)
+    front = ["target", "target_rank", "depth", "seed"]
+    history = history[front + [c for c in history.columns if c not in front]]
+    return summary, history

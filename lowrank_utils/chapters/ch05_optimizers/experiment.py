@@ -1,0 +1,155 @@
+"""Chapter 5 (Observation 3): is the low-rank bias a property of gradient descent, or of depth?
+
+:func:`optimizer_comparison` trains the same small deep linear networks (depths 1, 2, 4, 8; the same initial
+weights for every optimizer) on the same under-determined regression task with each of the six optimizers of
+:mod:`lowrank_utils.train` -- SGD, SGD with Nesterov momentum, Adam, L-BFGS, and the gradient-free CMA-ES and
+random search -- over several seeds, and records ρ of the Gram matrix of the outputs on held-out inputs at
+initialisation and at convergence.
+
+The network is deliberately tiny (8 units per layer, at most 512 weights) so that the gradient-free methods,
+whose cost grows with the number of parameters, converge in seconds on a CPU. Sizes, step budgets and step
+sizes are our choices; the paper's are not known to us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lowrank_utils import validate as check
+from lowrank_utils.presets import Presets
+from lowrank_utils.regression import (
+    DIVERGENCE_MODES,
+    cached_task,
+    linear_network,
+    seed_summary,
+    train_on_task,
+)
+from lowrank_utils.runtime import progress_bar
+from lowrank_utils.train.loop import GRADIENT_FREE_OPTIMIZERS, OPTIMIZERS, TrainConfig
+
+DEFAULT_OPTIMIZER_SETTINGS: tuple[tuple[str, float, int], ...] = (
+    ("sgd", 0.05, 1000),
+    ("nesterov", 0.01, 1000),
+    ("adam", 0.01, 1000),
+    ("lbfgs", 1.0, 200),
+    ("cma", 0.05, 300),
+    ("random_search", 0.02, 5000),
+)
+"""(optimizer, lr, maximum steps) of the quick preset. For CMA-ES and random search ``lr`` is the initial step
+size σ₀; a "step" is a generation of CMA-ES (≈ 20 loss evaluations) and one proposal of random search."""
+
+
+@dataclass(frozen=True)
+class OptimizerComparisonConfig(Presets):
+    """Settings of the optimizer comparison (all of them our choices, not the paper's).
+
+    Deep linear networks with ``width`` units in every layer (inputs and outputs too) learn a rank-``target_rank``
+    linear map from ``n_train`` samples (fewer than ``width``: under-determined); ρ is measured on ``n_test``
+    held-out inputs. ``settings`` gives each optimizer's (lr, maximum steps); every run stops once the train loss
+    falls below ``tolerance``. Each (optimizer, depth, seed) starts from the same initial weights for every
+    optimizer, so differences between optimizers are not differences between initialisations.
+    """
+
+    # quick (the defaults, ~20 s of CPU, most of it CMA-ES): width 8, 6 training samples, rank-2 target, seeds 0-2.
+    # full: ten seeds, a tighter tolerance (1e-3) and twice the step budgets; same network sizes.
+    FULL = dict(seeds=tuple(range(10)), tolerance=1e-3,
+                settings=tuple((name, lr, 2 * steps) for name, lr, steps in DEFAULT_OPTIMIZER_SETTINGS))
+
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    depths: tuple[int, ...] = (1, 2, 4, 8)
+    width: int = 8
+    target_rank: int = 2
+    n_train: int = 6
+    n_test: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2)
+    settings: tuple[tuple[str, float, int], ...] = DEFAULT_OPTIMIZER_SETTINGS
+    tolerance: float = 5e-3
+    center: bool = True
+    on_divergence: str = "record"
+    cpu_threads: int | None = 1
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        optimizers = check.names("optimizers", self.optimizers, OPTIMIZERS, "optimizer")
+        object.__setattr__(self, "optimizers", optimizers)
+        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
+        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
+        for name in ("width", "target_rank", "n_train"):
+            check.integer(name, getattr(self, name))
+        check.integer("n_test", self.n_test, 2)
+        if self.target_rank > self.width:
+            raise ValueError(f"target_rank={self.target_rank} cannot exceed width={self.width}.")
+        settings = tuple(tuple(s) for s in self.settings)
+        for entry in settings:
+            if len(entry) != 3 or entry[0] not in OPTIMIZERS:
+                raise ValueError(f"each entry of settings must be (optimizer, lr, steps), got {entry!r}.")
+            check.number(f"lr of {entry[0]}", entry[1])
+            check.integer(f"steps of {entry[0]}", entry[2])
+        object.__setattr__(self, "settings", settings)
+        missing = [o for o in optimizers if o not in self.settings_by_name]
+        if missing:
+            raise ValueError(f"settings has no (lr, steps) for {missing}; add e.g. ({missing[0]!r}, 0.01, 1000).")
+        check.number("tolerance", self.tolerance, allow_zero=True)
+        if self.on_divergence not in DIVERGENCE_MODES:
+            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
+                             f"got {self.on_divergence!r}.")
+        if self.cpu_threads is not None:
+            check.integer("cpu_threads", self.cpu_threads)
+        check.device(self.device)
+
+    @property
+    def settings_by_name(self) -> dict[str, tuple[float, int]]:
+        """``{optimizer: (lr, maximum steps)}``."""
+        return {name: (float(lr), int(steps)) for name, lr, steps in self.settings}
+
+    def train_config(self, optimizer: str, seed: int) -> TrainConfig:
+        """The :class:`~lowrank_utils.train.TrainConfig` of one run."""
+        lr, steps = self.settings_by_name[optimizer]
+        return TrainConfig(optimizer=optimizer, lr=lr, steps=steps, tolerance=self.tolerance, seed=seed,
+                           cpu_threads=self.cpu_threads, device=self.device, progress=False, log_every=steps)
+
+
+def optimizer_comparison(config: OptimizerComparisonConfig) -> pd.DataFrame:
+    """One row per (optimizer, depth, seed): ``family`` (gradient-based or gradient-free), ``lr``, ``max_steps`` and
+    the columns of :func:`~lowrank_utils.regression.train_on_task` (``rho_init``, ``rho_final``,
+    ``train_loss``, ``test_loss``, ``evaluations``, ``stop_reason``, ``diverged``...)."""
+    rows = []
+    runs = [(o, d, s) for o in config.optimizers for s in config.seeds for d in config.depths]
+    with progress_bar(len(runs), "optimizers", config.progress) as bar:
+        for optimizer, depth, seed in runs:
+            bar.set_postfix_str(f"{optimizer}, depth {depth}", refresh=False)
+            task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
+                                config.center)
+            model = linear_network(config.width, depth, seed)
+            train_config = config.train_config(optimizer, seed)
+            row, _ = train_on_task(model, task, train_config, center=config.center,
+                                   on_divergence=config.on_divergence, track=False)
+            family = "gradient-free" if optimizer in GRADIENT_FREE_OPTIMIZERS else "gradient-based"
+            rows.append({"optimizer": optimizer, "family": family, "depth": depth, "seed": seed,
+                         "lr": train_config.lr, "max_steps": train_config.steps, **row})
+            bar.update(1)
+    df = pd.DataFrame(rows)
+    df["optimizer"] = pd.Categorical(df["optimizer"], categories=list(config.optimizers))
+    return df.sort_values(["optimizer", "depth", "seed"], ignore_index=True)
+
+
+def optimizer_summary(df: pd.DataFrame, value: str = "rho_final") -> pd.DataFrame:
+    """Mean, std, standard error and count of ``value`` over seeds, per (optimizer, depth)."""
+    return seed_summary(df, value, ["optimizer", "depth"])
+
+
+def depth_trend(df: pd.DataFrame, value: str = "rho_final", by: str = "optimizer") -> pd.DataFrame:
+    """Per group: seed-mean ``value`` at the shallowest and the deepest depth, their difference, and whether the
+    deepest is lower (``drops``)."""
+    means = seed_summary(df, value, [by, "depth"])
+    out = []
+    for key, part in means.groupby(by, observed=True):
+        part = part.sort_values("depth")
+        first, last = part.iloc[0], part.iloc[-1]
+        out.append({by: key, "shallowest": int(first["depth"]), "deepest": int(last["depth"]),
+                    f"{value}_shallowest": first["mean"], f"{value}_deepest": last["mean"],
+                    "change": last["mean"] - first["mean"], "drops": bool(last["mean"] < first["mean"])})
+    return pd.DataFrame(out)

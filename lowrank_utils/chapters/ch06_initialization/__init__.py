@@ -1,0 +1,34 @@
+"""Chapter 6 (Observation 4: initialisation): the code behind ``book/06`` -- the experiment, its figures and its exercise checkers.
+
+The notebook imports everything from here; each name lives in one of the submodules below.
+"""
+
+from __future__ import annotations
+
+from .checks import (
+    check_init_gap,
+    check_low_rank_init,
+    check_rho_ceiling,
+)
+from .experiment import (
+    INITS,
+    InitComparisonConfig,
+    initial_network,
+    initialization_comparison,
+    low_rank_init_,
+)
+from .figures import (
+    plot_init_comparison,
+)
+
+__all__ = [
+    "INITS",
+    "low_rank_init_",
+    "InitComparisonConfig",
+    "initial_network",
+    "initialization_comparison",
+    "plot_init_comparison",
+    "check_low_rank_init",
+    "check_init_gap",
+    "check_rho_ceiling",
+]

@@ -1,0 +1,256 @@
+"""The teacher-student regression task of chapters 4-6: a linear target (of chosen rank), few training samples,
+held-out test inputs, and one call that trains a network on it and measures ρ of its outputs.
+
+ρ is always measured on K = Φ̃Φ̃ᵀ with Φ the network's outputs on held-out inputs and Φ̃ = Φ centred over inputs
+(as in chapter 2): the training inputs would say less, because a network that fits them reproduces the target's
+Gram matrix there whatever its depth."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from lowrank_utils import validate as check
+from lowrank_utils.models import make_mlp
+from lowrank_utils.rank import entropy_effective_rank
+from lowrank_utils.runtime import stable_seed
+from lowrank_utils.train.loop import (
+    OPTIMIZERS,
+    TrainConfig,
+    TrainingDiverged,
+    fit_regression,
+)
+
+DIVERGENCE_MODES = ("record", "raise")
+
+
+@dataclass(frozen=True)
+class RegressionTask:
+    """Inputs, targets and the target map of one linear regression problem ``y = W* x``.
+
+    ``target_rho`` is ρ of the centred Gram matrix of the targets on the test inputs: the ρ a network that
+    generalised perfectly would have.
+    """
+
+    X_train: Tensor
+    Y_train: Tensor
+    X_test: Tensor
+    Y_test: Tensor
+    target: Tensor
+    rank: int
+    seed: int
+    target_rho: float
+
+    @property
+    def label(self) -> str:
+        """``"full-rank"`` when the target has the largest possible rank, else ``"low-rank"``."""
+        return "full-rank" if self.rank == min(self.target.shape) else "low-rank"
+
+
+def make_target(out_features: int, in_features: int, rank: int, seed: int = 0) -> Tensor:
+    """A random rank-``rank`` matrix W* = UV (Gaussian factors), scaled so that ‖W*‖_F² = ``out_features``.
+
+    With standard Gaussian inputs each output then has variance 1 on average, so predicting 0 gives a test mean
+    squared error of about 1: losses are comparable across ranks and sizes.
+    """
+    check.integer("out_features", out_features)
+    check.integer("in_features", in_features)
+    check.integer("rank", rank)
+    if rank > min(out_features, in_features):
+        raise ValueError(f"rank={rank} exceeds min(out_features, in_features) = {min(out_features, in_features)}.")
+    g = torch.Generator().manual_seed(stable_seed("target", seed, out_features, in_features, rank))
+    U = torch.randn(out_features, rank, generator=g, dtype=torch.float64)
+    V = torch.randn(rank, in_features, generator=g, dtype=torch.float64)
+    W = U @ V
+    return (W * math.sqrt(out_features) / W.norm()).float()
+
+
+def make_regression_task(
+    in_features: int, out_features: int, rank: int, *, n_train: int, n_test: int, seed: int = 0, center: bool = True
+) -> RegressionTask:
+    """Gaussian inputs and targets ``Y = X W*ᵀ`` for a rank-``rank`` target (see :func:`make_target`).
+
+    The inputs depend only on (``seed``, sizes), not on the rank, so tasks with different targets share them.
+    The regime is under-determined when ``n_train < in_features``.
+    """
+    check.integer("n_train", n_train)
+    check.integer("n_test", n_test, 2)
+    W = make_target(out_features, in_features, rank, seed)
+    g = torch.Generator().manual_seed(stable_seed("inputs", seed, in_features, n_train, n_test))
+    X_train = torch.randn(n_train, in_features, generator=g)
+    X_test = torch.randn(n_test, in_features, generator=g)
+    Y_test = X_test @ W.T
+    return RegressionTask(
+        X_train=X_train, Y_train=X_train @ W.T, X_test=X_test, Y_test=Y_test, target=W, rank=rank, seed=seed,
+        target_rho=_rho_of_features(Y_test, center),
+    )
+
+
+def _rho_of_features(phi: Tensor, center: bool = True) -> float:
+    """ρ(K) for features Φ (n × f), from the smaller of ΦΦᵀ and ΦᵀΦ (same non-zero spectrum); 0 for a constant map."""
+    phi = phi.detach().double().cpu()
+    if center:
+        phi = phi - phi.mean(dim=0, keepdim=True)
+    if not bool(torch.isfinite(phi).all()):
+        return math.nan
+    if float(phi.norm()) <= 1e-12 * max(1.0, float(phi.abs().max())):
+        return 0.0  # every input mapped to the same output: the limit of an ever more concentrated spectrum
+    small = phi @ phi.T if phi.shape[0] <= phi.shape[1] else phi.T @ phi
+    return float(entropy_effective_rank((small + small.T) / 2, symmetric_psd=True))
+
+
+def output_rho(model: nn.Module, X: Tensor, *, center: bool = True) -> float:
+    """ρ (nats) of the Gram matrix of ``model``'s outputs on the inputs ``X`` (rows), centred over inputs by default."""
+    with torch.no_grad():
+        return _rho_of_features(model(X), center)
+
+
+def display_gram(phi: Tensor, *, center: bool = True) -> tuple[np.ndarray, float]:
+    """K of features Φ for a heat map, and ρ(K).
+
+    K is shown as K_ij / sqrt(K_ii K_jj) (values in [-1, 1], so every panel shares one colour scale), with rows
+    and columns ordered by K's leading eigenvector: when K is close to low rank this ordering makes its blocks
+    visible.
+    """
+    phi = phi.detach().double().cpu()
+    if center:
+        phi = phi - phi.mean(dim=0, keepdim=True)
+    K = phi @ phi.T
+    rho = _rho_of_features(phi, center=False)
+    _, vecs = torch.linalg.eigh(K)
+    lead = vecs[:, -1]
+    lead = lead * torch.sign(lead[lead.abs().argmax()])  # a fixed sign, so the order does not flip at random
+    order = torch.argsort(lead, descending=True)
+    K = K[order][:, order]
+    d = torch.diagonal(K).clamp_min(torch.finfo(K.dtype).tiny).sqrt()
+    return (K / (d[:, None] * d[None, :])).clamp(-1, 1).numpy(), rho
+
+
+def _test_loss(model: nn.Module, task: RegressionTask) -> float:
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(task.X_test), task.Y_test))
+
+
+def train_on_task(
+    model: nn.Module,
+    task: RegressionTask,
+    train_config: TrainConfig,
+    *,
+    center: bool = True,
+    on_divergence: str = "record",
+    track: bool = True,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train ``model`` on ``task`` (mean squared error) and measure it before and after.
+
+    Returns a summary row -- ``rho_init``, ``rho_final`` (ρ on the test inputs), ``target_rho``, ``train_loss_init``,
+    ``train_loss``, ``test_loss_init``, ``test_loss``, ``steps``, ``evaluations``, ``stop_reason``, ``diverged`` --
+    and the training history (``step``, ``loss``, and with ``track`` also ``rho`` and ``test_loss`` at every logged
+    step, from the ``metrics`` callback). A diverging run raises :class:`~lowrank_utils.train.TrainingDiverged`
+    when ``on_divergence="raise"``; with ``"record"`` it is kept as a row with ``diverged=True`` and NaN results.
+    """
+    if on_divergence not in DIVERGENCE_MODES:
+        raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, got {on_divergence!r}.")
+    device = torch.device("cpu") if train_config.device is None else torch.device(train_config.device)
+    model = model.to(device)
+    X_test, Y_test = task.X_test.to(device), task.Y_test.to(device)
+    on_device = replace(task, X_test=X_test, Y_test=Y_test)
+    row: dict[str, Any] = {
+        "target_rank": task.rank,
+        "target_rho": task.target_rho,
+        "rho_init": output_rho(model, X_test, center=center),
+        "train_loss_init": _loss(model, task.X_train.to(device), task.Y_train.to(device)),
+        "test_loss_init": _test_loss(model, on_device),
+    }
+
+    metrics: Callable[[nn.Module, Tensor], dict[str, float]] | None = None
+    if track:
+        def metrics(m: nn.Module, _X: Tensor) -> dict[str, float]:
+            out = m(X_test)
+            return {"rho": _rho_of_features(out, center),
+                    "test_loss": float(torch.nn.functional.mse_loss(out, Y_test))}
+
+    try:
+        result = fit_regression(model, task.X_train, task.Y_train, train_config, metrics=metrics)
+    except TrainingDiverged as err:
+        if on_divergence == "raise":
+            raise
+        row.update(rho_final=math.nan, train_loss=math.nan, test_loss=math.nan, steps=err.step + 1,
+                   evaluations=math.nan, stop_reason="diverged", diverged=True)
+        return row, err.history.assign(diverged=True)
+    row.update(
+        rho_final=output_rho(model, X_test, center=center),
+        train_loss=result.final_loss,
+        test_loss=_test_loss(model, on_device),
+        steps=result.steps,
+        evaluations=result.evaluations,
+        stop_reason=result.stop_reason,
+        diverged=False,
+    )
+    return row, result.history.assign(diverged=False)
+
+
+def _loss(model: nn.Module, X: Tensor, Y: Tensor) -> float:
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(model(X), Y))
+
+
+def check_training_args(optimizer: str, lr: float, tolerance: float, cpu_threads: int | None, device: str) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    check.number("lr", lr)
+    check.number("tolerance", tolerance, allow_zero=True)
+    if cpu_threads is not None:
+        check.integer("cpu_threads", cpu_threads)
+    check.device(device)
+
+
+_TASKS: dict[tuple[Any, ...], RegressionTask] = {}
+
+
+def cached_task(d_in: int, d_out: int, rank: int, n_train: int, n_test: int, seed: int,
+                 center: bool) -> RegressionTask:
+    """make_regression_task, memoised within the process (the tasks are pure functions of their arguments)."""
+    key = (d_in, d_out, rank, n_train, n_test, seed, center)
+    if key not in _TASKS:
+        if len(_TASKS) > 256:
+            _TASKS.clear()
+        _TASKS[key] = make_regression_task(d_in, d_out, rank, n_train=n_train, n_test=n_test, seed=seed,
+                                           center=center)
+    return _TASKS[key]
+
+
+def linear_network(width: int, depth: int, seed: int) -> nn.Sequential:
+    """The deep linear network of chapters 4-6 for (``width``, ``depth``, ``seed``): normal init, std 1/sqrt(width)."""
+    g = torch.Generator().manual_seed(stable_seed("linear", seed, depth, width))
+    return make_mlp(width, width, depth, activation="linear", generator=g)
+
+
+def seed_summary(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
+    """Mean, standard deviation, standard error and count of ``value`` over seeds, per group ``by`` (diverged runs
+    are left out and counted in ``n_diverged``)."""
+    missing = ({value} | set(by)) - set(df.columns)
+    if missing:
+        raise ValueError(f"seed_summary needs columns {sorted(missing)} in the DataFrame.")
+    data = df.copy()
+    if "diverged" in data.columns:
+        data["_div"] = data["diverged"].astype(bool)
+    else:
+        data["_div"] = False
+    grouped = data.groupby(list(by), observed=True)
+    out = grouped[value].agg(mean="mean", std="std", n="count").reset_index()
+    out["sem"] = out["std"] / np.sqrt(out["n"].clip(lower=1))
+    out["n_diverged"] = grouped["_div"].sum().to_numpy()
+    return out
+
+
+def best_depths(summary: pd.DataFrame, value: str = "test_loss", by: Sequence[str] = ("target",)) -> pd.DataFrame:
+    """The depth with the lowest seed-mean ``value`` in each group ``by`` (e.g. the best test loss per target)."""
+    means = seed_summary(summary, value, [*by, "depth"])
+    idx = means.groupby(list(by), observed=True)["mean"].idxmin()
+    return means.loc[idx, [*by, "depth", "mean"]].rename(columns={"mean": value}).reset_index(drop=True)
