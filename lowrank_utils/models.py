@@ -164,8 +164,11 @@ def end_to_end_weight(model: nn.Module) -> Tensor:
     return weight
 
 
-ARCHS: tuple[str, ...] = ("small_cnn", "resnet18")
-"""Architectures :func:`build_model` knows: a 3-block CNN and a CIFAR-style ResNet-18."""
+ARCHS: tuple[str, ...] = ("small_cnn", "compact_cnn", "resnet18")
+"""Architectures :func:`build_model` knows: a small CNN, a compact ExpandNets-style CNN, a CIFAR-style ResNet-18."""
+
+DEFAULT_WIDTHS: dict[str, int] = {"small_cnn": 16, "compact_cnn": 8, "resnet18": 64}
+"""Channels of the first block of each architecture when no width is given."""
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -185,6 +188,32 @@ class SmallCNN(nn.Module):
             *_conv_bn(c, 2 * c), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(2 * c * side * side, hidden, bias=False), nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch of images."""
+        return self.classifier(self.features(x))
+
+
+class CompactCNN(nn.Module):
+    """A compact CNN in the spirit of the small networks of ExpandNets (Guo et al. 2020): three 3x3
+    conv-BN-ReLU-max-pool blocks with ``width``, 2·``width`` and 4·``width`` channels (padded, so 28-pixel images
+    keep a 3x3 map), a fully connected layer of ``hidden`` units with ReLU (its output is the penultimate
+    embedding), and a linear classifier. About 25,000 parameters at the default width 8: small enough that
+    capacity, not data, limits it."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 8, hidden: int = 64,
+                 image_size: int = 28) -> None:
+        super().__init__()
+        c, side = width, image_size // 8
+        if side < 1:
+            raise ValueError(f"CompactCNN needs images of at least 8 pixels (three 2x2 poolings), got {image_size}.")
+        self.features = nn.Sequential(
+            *_conv_bn(in_channels, c), nn.MaxPool2d(2),
+            *_conv_bn(c, 2 * c), nn.MaxPool2d(2),
+            *_conv_bn(2 * c, 4 * c), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(4 * c * side * side, hidden), nn.ReLU(inplace=True),
         )
         self.classifier = nn.Linear(hidden, num_classes)
 
@@ -232,14 +261,18 @@ class CifarResNet18(nn.Module):
         return self.classifier(self.features(x))
 
 
-def build_model(arch: str, in_channels: int, num_classes: int, width: int, depth: int = 1,
+def build_model(arch: str, in_channels: int, num_classes: int, width: int | None = None, depth: int = 1,
                 image_size: int = 28) -> nn.Module:
-    """The baseline ``arch`` (``depth=1``) or its linear over-parameterization with ``depth`` factors per layer."""
+    """The baseline ``arch`` (``depth=1``) or its linear over-parameterization with ``depth`` factors per layer
+    (``width=None``: the architecture's default from :data:`DEFAULT_WIDTHS`)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}.")
     check.integer("depth", depth)
+    width = DEFAULT_WIDTHS[arch] if width is None else check.integer("width", width)
     if arch == "small_cnn":
         model: nn.Module = SmallCNN(in_channels, num_classes, width, image_size=image_size)
+    elif arch == "compact_cnn":
+        model = CompactCNN(in_channels, num_classes, width, image_size=image_size)
     else:
         model = CifarResNet18(in_channels, num_classes, width)
     return overparameterize(model, depth=depth) if depth > 1 else model

@@ -22,24 +22,22 @@ import argparse
 import copy
 import datetime as dt
 import json
-import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lowrank_utils.data import load_dataset
 from lowrank_utils.models import count_parameters
 from lowrank_utils.overparam import collapse, overparameterize
+from lowrank_utils.train.images import EpochStats, Precision, evaluate, fit, learning_rate, make_optimizer
 
 
 def write_tiny_imagefolder(root: str | os.PathLike[str], classes: int = 4, per_class: int = 16,
@@ -143,30 +141,10 @@ def _build_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
     return model
 
 
-def _lr_at(args: argparse.Namespace, base_lr: float, epoch: float) -> float:
-    if epoch < args.warmup_epochs:
-        return base_lr * (epoch + 1) / args.warmup_epochs
-    if args.schedule == "step":  # divide by 10 at 1/3 and 2/3 of training (epochs 30 and 60 of 90)
-        return base_lr * 0.1 ** int(3 * epoch / args.epochs)
-    progress = (epoch - args.warmup_epochs) / max(1, args.epochs - args.warmup_epochs)
-    return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
-
-
 def _evaluate(model: nn.Module, loader: DataLoader, ctx: _Dist, args: argparse.Namespace) -> dict[str, float]:
-    model.eval()
-    loss_sum = correct1 = correct5 = count = 0.0
-    with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
-            if args.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            logits = model(images).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            correct1 += (top[:, 0] == labels).sum().item()
-            correct5 += (top == labels[:, None]).any(dim=1).sum().item()
-            count += labels.numel()
-    loss_sum, correct1, correct5, count = ctx.sum([loss_sum, correct1, correct5, count])
+    """Validation loss, top-1 and top-5 of ``model`` over every process's shard, summed across processes."""
+    totals = evaluate(model, loader, device=ctx.device, channels_last=args.channels_last)
+    loss_sum, correct1, correct5, count = ctx.sum([float(t) for t in totals])
     return {"val_loss": loss_sum / count, "val_top1": correct1 / count, "val_top5": correct5 / count}
 
 
@@ -229,11 +207,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     original_params = count_parameters(_build_model(argparse.Namespace(**{**vars(args), "overparam_depth": 1}),
                                                     num_classes))
     base_lr = args.lr if args.lr is not None else 0.1 * args.batch_size * ctx.world / 256
-    optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay, nesterov=True)
-    use_amp = ctx.device.type == "cuda" and args.amp != "off"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    optimizer = make_optimizer(model.parameters(), "nesterov", base_lr, momentum=args.momentum,
+                               weight_decay=args.weight_decay)
+    precision = Precision(ctx.device, amp=args.amp != "off")
+    scaler = precision.scaler
 
     start_epoch, history = 0, []
     ckpt_path = out / "checkpoint.pt"
@@ -253,51 +230,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"parameters, {original_params:,} after collapse; world size {ctx.world} on {ctx.device.type}",
               flush=True)
 
-    metrics: dict[str, Any] = {}
-    for epoch in range(start_epoch, args.epochs):
-        train_sampler.set_epoch(epoch)
-        ddp.train()
-        t0 = time.perf_counter()
-        loss_sum = correct = count = 0.0
-        for step, (images, labels) in enumerate(train_loader):
-            if args.max_steps_per_epoch is not None and step >= args.max_steps_per_epoch:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(args, base_lr, epoch + step / max(1, len(train_loader)))
-            images, labels = images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
-            if args.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = ddp(images)
-                loss = F.cross_entropy(logits.float(), labels)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"loss is {loss.item()} at epoch {epoch}, step {step}; lower --lr.")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.item() * labels.numel()
-            correct += (logits.argmax(1) == labels).sum().item()
-            count += labels.numel()
-        loss_sum, correct, count = ctx.sum([loss_sum, correct, count])
-        train_time = time.perf_counter() - t0
+    def epoch_batches(epoch: int) -> DataLoader:
+        train_sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+        return train_loader
 
+    # Step schedule: /10 at 1/3 and 2/3 of training (epochs 30 and 60 of 90).
+    milestones = (1 / 3, 2 / 3) if args.schedule == "step" else ()
+    metrics: dict[str, Any] = {}
+
+    def end_of_epoch(stats: EpochStats) -> None:
+        nonlocal metrics
+        loss_sum, correct, count = ctx.sum([stats.train_loss * stats.images, stats.train_acc * stats.images,
+                                            float(stats.images)])
         collapsed = collapse(copy.deepcopy(model)).to(ctx.device)  # deploy-time architecture
         if args.channels_last:
             collapsed = collapsed.to(memory_format=torch.channels_last)
         val = _evaluate(collapsed, val_loader, ctx, args)
-        metrics = {"epoch": epoch, "train_loss": loss_sum / max(count, 1), "train_top1": correct / max(count, 1),
-                   **val, "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_time,
+        metrics = {"epoch": stats.epoch, "train_loss": loss_sum / max(count, 1), "train_top1": correct / max(count, 1),
+                   **val, "lr": stats.lr, "epoch_seconds": stats.seconds,
                    "collapsed_params": count_parameters(collapsed), "world_size": ctx.world}
         history.append(metrics)
         if ctx.main:
             with open(out / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(metrics) + "\n")
-            _save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            _save_atomic({"epoch": stats.epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scaler": scaler.state_dict(), "history": history, "args": vars(args)}, ckpt_path)
-            print(f"epoch {epoch}: train loss {metrics['train_loss']:.3f}, val top-1 (collapsed) "
+            print(f"epoch {stats.epoch}: train loss {metrics['train_loss']:.3f}, val top-1 (collapsed) "
                   f"{metrics['val_top1']:.3f}", flush=True)
         ctx.barrier()
+
+    if start_epoch < args.epochs:
+        fit(ddp, optimizer, epoch_batches, epochs=args.epochs, start_epoch=start_epoch, precision=precision,
+            lr=lambda epoch: learning_rate(base_lr, epoch, args.epochs, schedule=args.schedule,
+                                           warmup_epochs=args.warmup_epochs, milestones=milestones),
+            channels_last=args.channels_last, max_steps_per_epoch=args.max_steps_per_epoch, on_epoch=end_of_epoch,
+            device=ctx.device, check_every=50, name=f"{args.arch} x{args.overparam_depth}")
 
     if ctx.main:
         hardware = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else platform.processor() or "cpu"

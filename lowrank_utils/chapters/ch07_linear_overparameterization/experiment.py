@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
@@ -43,6 +42,7 @@ from lowrank_utils.overparam import (
 from lowrank_utils.presets import Presets
 from lowrank_utils.rank import entropy_effective_rank
 from lowrank_utils.runtime import progress_enabled
+from lowrank_utils.train.images import evaluate, fit, learning_rate, make_optimizer
 
 SPECTRUM_OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 """Optimizers of :class:`SpectrumConfig`: SGD with momentum, or AdamW (decoupled weight decay)."""
@@ -402,21 +402,6 @@ class SpectrumConfig(Presets):
         check.device(self.device)
 
 
-@torch.no_grad()
-def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    was_training = model.training
-    model.eval()
-    loss, correct, n = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += int((out.argmax(1) == y).sum())
-        n += len(y)
-    model.train(was_training)
-    return loss / n, correct / n
-
-
 def _in_memory(ds: Dataset) -> TensorDataset:
     """Decode every image once (without augmentation there is nothing random to redo each epoch)."""
     xs, ys = zip(*DataLoader(ds, batch_size=1000, shuffle=False))
@@ -439,60 +424,46 @@ def _train_one(
     name: str, model: nn.Module, config: SpectrumConfig, train_loader: DataLoader, test_loader: DataLoader,
     progress: bool,
 ) -> list[dict]:
-    """Train ``model`` with the config's optimizer and record the tracked layer at each checkpoint."""
+    """Train ``model`` with the package's image loop (:func:`lowrank_utils.train.images.fit`) and record the tracked
+    layer at each checkpoint."""
     device = torch.device(config.device)
     model.to(device).train()
     tracked = conv_layers(model)[config.tracked_layer]
-    if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                                     weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = make_optimizer(model.parameters(), config.optimizer, config.lr, momentum=config.momentum,
+                         weight_decay=config.weight_decay)
     steps_per_epoch = len(train_loader)
     total = steps_per_epoch * config.epochs
-    milestones = sorted({max(1, round(m * total)) for m in config.milestones})
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+
+    def lr_at(epoch: float) -> float:  # /10 at each milestone (a fraction of training); constant without any
+        return learning_rate(config.lr, epoch, config.epochs, schedule="step" if config.milestones else "constant",
+                             milestones=config.milestones)
+
     marks = sorted({round(i * total / config.checkpoints) for i in range(config.checkpoints + 1)})
     rows: list[dict] = []
-    run_loss, run_correct, run_n = 0.0, 0, 0
 
-    def record(step: int) -> None:
-        nonlocal run_loss, run_correct, run_n
+    def record(step: int, read: Any = None) -> None:
         W = layer_matrix(tracked).to("cpu", torch.float64)
         s = torch.linalg.svdvals(W)
         rho = float(entropy_effective_rank(W))
-        test_loss, test_acc = _evaluate(model, test_loader, device)
-        base = {"model": name, "step": step, "epoch": step / steps_per_epoch, "lr": opt.param_groups[0]["lr"],
-                "rho": rho, "train_loss": run_loss / run_n if run_n else float("nan"),
-                "train_acc": run_correct / run_n if run_n else float("nan"),
-                "test_loss": test_loss, "test_acc": test_acc}
+        test = evaluate(model, test_loader, device=device).metrics()
+        train_loss, train_acc, _ = read() if read is not None else (float("nan"), float("nan"), 0)
+        base = {"model": name, "step": step, "epoch": step / steps_per_epoch, "lr": lr_at(step / steps_per_epoch),
+                "rho": rho, "train_loss": train_loss, "train_acc": train_acc,
+                "test_loss": test["loss"], "test_acc": test["acc"]}
         total_s = float(s.sum())
         for i, v in enumerate(s.tolist()):
             rows.append({**base, "index": i + 1, "sv": v, "normalized_sv": v / total_s})
-        run_loss, run_correct, run_n = 0.0, 0, 0
 
-    step = 0
     record(0)
     bar = tqdm(total=total, desc=name, disable=not progress_enabled(progress), leave=False)
-    for _ in range(config.epochs):
-        for x, y in train_loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            run_loss += loss.item() * len(y)
-            run_correct += int((out.argmax(1) == y).sum())
-            run_n += len(y)
-            if not math.isfinite(run_loss):
-                raise RuntimeError(f"{name}: the loss became {loss.item()} at step {step}; lower lr "
-                                   f"(now {config.lr}).")
-            if step in marks:
-                record(step)
-            bar.update()
+
+    def on_step(step: int, read: Any) -> None:
+        if step in marks:
+            record(step, read)  # the running train loss and accuracy since the previous checkpoint
+        bar.update()
+
+    fit(model, opt, lambda epoch: train_loader, epochs=config.epochs, lr=lr_at, on_step=on_step, device=device,
+        name=name)
     bar.close()
     return rows
 
