@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -60,11 +60,12 @@ def main() -> None:
 
     agree = torch.allclose(package(K), naive_loop(K), atol=1e-3)
     # interleaved rounds, so a change in the machine's load hits both sides alike
-    t_naive, t_pkg = [], []
+    rounds_naive: list[float] = []
+    rounds_pkg: list[float] = []
     for _ in range(args.repeats):
-        t_naive.append(median_time(naive_loop, K, 1))
-        t_pkg.append(median_time(package, K, 1))
-    t_naive, t_pkg = statistics.median(t_naive), statistics.median(t_pkg)
+        rounds_naive.append(median_time(naive_loop, K, 1))
+        rounds_pkg.append(median_time(package, K, 1))
+    t_naive, t_pkg = statistics.median(rounds_naive), statistics.median(rounds_pkg)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
     print(f"batch of {args.batch} Gram matrices, {args.n} x {args.n}; median of {args.repeats} interleaved runs")

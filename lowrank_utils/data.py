@@ -10,12 +10,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import download_and_extract_archive
+from torchvision.datasets.vision import VisionDataset
 
 __all__ = [
     "DATA_ENV",
@@ -43,6 +44,8 @@ FASHION_MNIST_SYSTEM_DIRS: tuple[Path, ...] = (_DEBIAN_FASHION_MNIST,)
 """System directories searched for Fashion-MNIST's IDX files (Debian's ``dataset-fashion-mnist`` installs the first)."""
 
 Split = Literal["train", "test", "val"]
+# What load_dataset returns: every one has a length, which torch's Dataset type does not promise.
+SizedDataset: TypeAlias = Subset | TensorDataset | VisionDataset
 
 
 class DatasetUnavailable(RuntimeError):
@@ -101,7 +104,7 @@ def load_dataset(
     download: bool = True,
     subset: int | None = None,
     image_size: int | None = None,
-) -> Dataset:
+) -> SizedDataset:
     """One split of a dataset as ``(image tensor, label)`` pairs, normalised, optionally augmented and subsampled."""
     key = _canonical(name)
     train = _is_train(split)
@@ -115,7 +118,7 @@ def load_dataset(
     # Augmentation is for training only: evaluating on randomly cropped test images would just add noise.
     augment = augment and train
     if key == "digits":
-        ds: Dataset = _load_digits(train)
+        ds: SizedDataset = _load_digits(train)
     elif key == "imagenet":
         ds = _load_imagenet(base, train, _imagenet_transform(augment, image_size or info.image_size, info))
     elif key == "fashion_mnist":
@@ -207,12 +210,12 @@ def _targets(ds: Dataset) -> list[int] | None:
     return None if targets is None else torch.as_tensor(targets).tolist()
 
 
-def _take_subset(ds: Dataset, n: int | None) -> Dataset:
+def _take_subset(ds: SizedDataset, n: int | None) -> SizedDataset:
     if n is None:
         return ds
     if n <= 0:
         raise ValueError(f"subset must be a positive number of examples, not {n}.")
-    size = len(ds)  # type: ignore[arg-type]
+    size = len(ds)
     if n >= size:
         return ds
     targets = _targets(ds)
@@ -295,7 +298,7 @@ class _CIFAR100(_PresenceCheckedCIFAR, datasets.CIFAR100):
 
 def _load_cifar(
     key: str, root: Path, train: bool, transform: Callable[[Any], torch.Tensor], download: bool
-) -> Dataset:
+) -> VisionDataset:
     cls = _CIFAR10 if key == "cifar10" else _CIFAR100
     title = "CIFAR-10" if key == "cifar10" else "CIFAR-100"
     folder = root / cls.base_folder
@@ -361,7 +364,7 @@ def _stage_fashion_mnist(raw: Path, source: dict[str, Path]) -> None:
 
 def _load_fashion_mnist(
     root: Path, train: bool, transform: Callable[[Any], torch.Tensor], download: bool
-) -> Dataset:
+) -> VisionDataset:
     raw = root / "FashionMNIST" / "raw"
     looked: list[str] = []
     found = False
@@ -419,7 +422,7 @@ def _class_dirs(directory: Path) -> list[str]:
     return sorted(entry.name for entry in directory.iterdir() if entry.is_dir())
 
 
-def _load_imagenet(root: Path, train: bool, transform: Callable[[Any], torch.Tensor]) -> Dataset:
+def _load_imagenet(root: Path, train: bool, transform: Callable[[Any], torch.Tensor]) -> VisionDataset:
     split_dir = "train" if train else "val"
     # Accept either the ImageNet folder itself or a data root that contains it as imagenet/.
     candidates = [root, root / "imagenet"]

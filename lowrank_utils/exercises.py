@@ -191,8 +191,8 @@ def annotate(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.Note
     nbgrader metadata. Grade ids are ``ex{N}_{M}``, ``ex{N}_{M}_test{i}``, ``ex{N}_{M}_answer``, ``ex{N}_{M}_task``.
     """
     counters: dict[tuple[str, str], int] = {}
-    for cell, (label, role, points) in zip(nb.cells, cell_roles(nb, name)):
-        if role in (None, "other"):
+    for cell, (label, role, points) in zip(nb.cells, cell_roles(nb, name), strict=True):
+        if label is None or role in (None, "other"):
             cell.metadata.pop("nbgrader", None)
             continue
         base = "ex" + label.replace(".", "_")
@@ -219,7 +219,7 @@ def exercises_of(nb: nbformat.NotebookNode, name: str = "notebook") -> list[Exer
     """The exercises of an (annotated or not) instructor notebook, in order."""
     nb = annotate(copy.deepcopy(nb), name)
     found: dict[str, Exercise] = {}
-    for cell, (label, role, points) in zip(nb.cells, cell_roles(nb, name)):
+    for cell, (label, role, points) in zip(nb.cells, cell_roles(nb, name), strict=True):
         if label is None or role is None:
             continue
         ex = found.get(label)
@@ -230,9 +230,11 @@ def exercises_of(nb: nbformat.NotebookNode, name: str = "notebook") -> list[Exer
         if role == "solution":
             ex.solutions.append(gid)
         elif role == "test":
+            assert points is not None, "cell_roles gives every test cell its points"
             ex.tests[gid] = points
             ex.hidden += strip_hidden_tests(cell.source, name)[1]
         elif role == "answer":
+            assert points is not None, "cell_roles gives every written answer its points"
             ex.answers[gid] = points
     return list(found.values())
 
@@ -265,7 +267,7 @@ def student_notebook(nb: nbformat.NotebookNode, *, book_dir: str = "book", stude
     """
     nb = annotate(copy.deepcopy(nb), name)
     roles = cell_roles(nb, name)
-    for index, (cell, (label, role, _)) in enumerate(zip(nb.cells, roles)):
+    for index, (cell, (label, role, _)) in enumerate(zip(nb.cells, roles, strict=True)):
         where = f"{name}, cell {index}"
         if index == 0 and cell.cell_type == "markdown":
             cell.source = _badge_for_student(cell.source, book_dir, student_dir)
@@ -279,7 +281,7 @@ def student_notebook(nb: nbformat.NotebookNode, *, book_dir: str = "book", stude
             cell.execution_count = None
             cell.metadata.pop("execution", None)
             tags = [t for t in cell.metadata.get("tags", []) if t not in _EXERCISE_TAGS_DROPPED]
-            cell.metadata["tags"] = tags + ["raises-exception"]
+            cell.metadata["tags"] = [*tags, "raises-exception"]
         if "nbgrader" in cell.metadata:
             meta = cell.metadata["nbgrader"]
             cell.metadata["deletable"] = False
@@ -347,7 +349,8 @@ def write_course(book: Path, course: Path, chapters: list[str] | None = None) ->
     for stem in names:
         src = book / f"{stem}.ipynb"
         if not src.exists():
-            raise ValueError(f"{src} does not exist; chapters are named like {sorted(p.stem for p in book.glob('*.ipynb'))[:2]}.")
+            examples = sorted(p.stem for p in book.glob("*.ipynb"))[:2]
+            raise ValueError(f"{src} does not exist; chapters are named like {examples}.")
         folder = course / "source" / stem
         if folder.exists():
             shutil.rmtree(folder)

@@ -1,8 +1,11 @@
-"""One look for every figure in the book, and the small helpers the chapters' figure modules share. Plots take tidy DataFrames."""
+"""One look for every figure in the book, and the small helpers the chapters' figure modules share.
+
+Plots take tidy DataFrames.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -46,6 +49,16 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], who: str) -> None:
     missing = set(columns) - set(df.columns)
     if missing:
         raise ValueError(f"{who} needs columns {sorted(missing)} in the DataFrame.")
+
+
+def figure_and_axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[Figure, plt.Axes]:
+    """A new figure of ``figsize`` with one axes when ``ax`` is None, else ``ax`` and the figure that holds it."""
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        raise ValueError("ax must belong to a figure (make it with plt.subplots).")
+    return fig, ax
 
 
 def without_diverged(df: pd.DataFrame) -> pd.DataFrame:
@@ -99,11 +112,12 @@ def plot_depth_regression(summary: pd.DataFrame, *, hue: str = "target") -> Figu
     """Three panels against depth: ρ at initialisation (dashed), at convergence (solid) and the target's ρ (dotted);
     the train loss (log scale, bars from the smallest to the largest seed); the test loss. One colour per ``hue``
     value."""
-    require_columns(summary, [hue, "depth", "rho_init", "rho_final", "train_loss", "test_loss"], "plot_depth_regression")
+    needed = [hue, "depth", "rho_init", "rho_final", "train_loss", "test_loss"]
+    require_columns(summary, needed, "plot_depth_regression")
     data = without_diverged(summary).copy()
     data[hue] = data[hue].astype(str)
     keys = list(pd.unique(data[hue]))
-    colours = dict(zip(keys, sns.color_palette("deep", len(keys))))
+    colours = dict(zip(keys, sns.color_palette("deep", len(keys)), strict=True))
     labels = INIT_LABELS if hue == "init" else None
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
     errorbar_lines(axes[0], data, "depth", "rho_final", hue, colors=colours, labels=labels,
@@ -147,11 +161,11 @@ def plot_rho_dynamics(history: pd.DataFrame, *, col: str = "target", hue: str = 
         colours: dict = depth_palette(data["depth"].unique())
     else:
         keys = list(pd.unique(data[hue]))
-        colours = dict(zip(keys, sns.color_palette("deep", len(keys))))
+        colours = dict(zip(keys, sns.color_palette("deep", len(keys)), strict=True))
     styles = ["-", "--", ":", "-."]
-    for ax, key in zip(axes[0], panels):
+    for ax, key in zip(axes[0], panels, strict=True):
         part = data[data[col] == key]
-        for i, (h, run) in enumerate(part.groupby(hue, observed=True, sort=True)):
+        for h, run in part.groupby(hue, observed=True, sort=True):
             subgroups = [(None, run)]
             if hue != "depth" and "depth" in run.columns and run["depth"].nunique() > 1:
                 subgroups = list(run.groupby("depth", observed=True))

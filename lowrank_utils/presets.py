@@ -6,7 +6,7 @@ preset changes on top of quick, so a reader sees the difference between the two 
 
     @dataclass(frozen=True)
     class MyConfig(Presets):
-        FULL = dict(draws=1000, seeds=tuple(range(10)))
+        FULL: ClassVar[dict[str, Any]] = dict(draws=1000, seeds=tuple(range(10)))
         draws: int = 200
         seeds: tuple[int, ...] = (0, 1, 2)
 
@@ -15,7 +15,8 @@ preset changes on top of quick, so a reader sees the difference between the two 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from lowrank_utils.runtime import SCALES
 

@@ -9,8 +9,9 @@ import dataclasses
 import datetime as dt
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -68,7 +69,7 @@ def save_results(frames: Mapping[str, pd.DataFrame], config: Any, path: str | Pa
         "config": dataclasses.asdict(config),
         "hardware": hardware,
         "torch": torch.__version__,
-        "date": date or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": date or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seeds": list(getattr(config, "seeds", ())),
         "wall_time_s": round(float(wall_time_s), 1),
         "note": note,

@@ -18,6 +18,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import TypedDict
 
 import nbformat
 from nbclient import NotebookClient
@@ -30,7 +31,18 @@ STORED_RUN_CHAPTERS = tuple(chapter for chapter, plan in CHAPTER_PLANS.items() i
 CELL_TIMEOUT_S = 180
 
 
-def run_alone(path: Path) -> dict[str, object]:
+class ChapterRun(TypedDict):
+    """What one chapter's run reports."""
+
+    chapter: str
+    seconds: float
+    errors: list[str]
+    stored_figures: int
+    stored_run_printed: bool
+    widget_outputs: int
+
+
+def run_alone(path: Path) -> ChapterRun:
     """Execute ``path`` in an empty folder; return what a check needs (errors, stored-run figures, time)."""
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="colab-") as folder:
@@ -54,7 +66,8 @@ def main(book: str) -> int:
     os.environ.pop("LOWRANK_SCALE", None)
     os.environ.pop("TQDM_DISABLE", None)  # progress bars on, as in Colab: they must work with this ipywidgets
     before = metadata.version("ipywidgets")
-    rows, problems = [], []
+    rows: list[ChapterRun] = []
+    problems: list[str] = []
     for path in sorted(Path(book).glob("*.ipynb")):
         row = run_alone(path)
         rows.append(row)

@@ -55,7 +55,7 @@ def record_time(chapter: str, seconds: float) -> None:
         "wall_time_s": round(seconds, 1),
         "hardware": cpu if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
         "torch": torch.__version__,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": f"LOWRANK_SCALE={get_scale()} python scripts/execute_notebooks.py book/{chapter}.ipynb",
     }
     path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")

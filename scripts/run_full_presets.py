@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lowrank_utils.chapters.ch04_trained_networks.experiment import (
     ActivationTrainingConfig,
@@ -36,14 +36,17 @@ from lowrank_utils.results import save_results, stored_run
 
 # name -> (file, module, call as written in the provenance, config, function, names of the returned frames to keep)
 JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
-    "activations": ("ch04_activations_full.json", "ch04_trained_networks", "trained_activations(ActivationTrainingConfig.full())",
+    "activations": ("ch04_activations_full.json", "ch04_trained_networks",
+                    "trained_activations(ActivationTrainingConfig.full())",
                     ActivationTrainingConfig.full(), trained_activations, ("results",)),
-    "regression": ("ch04_depth_regression_full.json", "ch04_trained_networks", "depth_regression(DepthRegressionConfig.full())",
+    "regression": ("ch04_depth_regression_full.json", "ch04_trained_networks",
+                   "depth_regression(DepthRegressionConfig.full())",
                    DepthRegressionConfig.full(), depth_regression, ("summary",)),
     "rank_sweep": ("ch04_rank_sweep_full.json", "ch04_trained_networks",
                    "depth_regression(DepthRegressionConfig.rank_sweep('full'))",
                    DepthRegressionConfig.rank_sweep("full"), depth_regression, ("summary",)),
-    "optimizers": ("ch05_optimizers_full.json", "ch05_optimizers", "optimizer_comparison(OptimizerComparisonConfig.full())",
+    "optimizers": ("ch05_optimizers_full.json", "ch05_optimizers",
+                   "optimizer_comparison(OptimizerComparisonConfig.full())",
                    OptimizerComparisonConfig.full(), optimizer_comparison, ("results",)),
     "init": ("ch06_initialization_full.json", "ch06_initialization",
              "initialization_comparison(InitComparisonConfig.full())",
@@ -65,7 +68,8 @@ def main(names: list[str]) -> None:
         out = fn(config)
         frames = out if isinstance(out, tuple) else (out,)
         wall = time.perf_counter() - start
-        path = save_results(dict(zip(keep, frames)), config, stored_run(filename.removesuffix(".json")),
+        # keep names the leading frames only (the second frame of ch4's and ch6's results is not stored): strict=False
+        path = save_results(dict(zip(keep, frames, strict=False)), config, stored_run(filename.removesuffix(".json")),
                             command=f"from lowrank_utils.chapters.{module} import *; {call}", wall_time_s=wall)
         print(f"{name}: {wall / 60:.1f} min -> {path}")
 

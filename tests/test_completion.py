@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
 
 from lowrank_utils.chapters.ch04b_matrix_completion.checks import (
     check_deep_start,
@@ -50,7 +47,7 @@ def quick_comparison() -> pd.DataFrame:
 
 def _medians(df: pd.DataFrame) -> dict[str, float]:
     summary = completion_summary(df)
-    return {str(m): float(v) for m, v in zip(summary["method"], summary["median"])}
+    return {str(m): float(v) for m, v in zip(summary["method"], summary["median"], strict=True)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -103,9 +100,9 @@ def test_hand_written_gradient_matches_autograd() -> None:
     stepped_by_hand, _ = factorization_fit(task.truth, task.mask, depth, init_scale=0.5, lr=lr, steps=1, seed=4)
     factors = [f[0].requires_grad_(True) for f in initial_factors(6, depth, [0.5], [4])]
     loss = 0.5 * (task.mask * (end_to_end(factors) - task.truth)).pow(2).sum()
-    loss.backward()
+    grads = torch.autograd.grad(loss, factors)
     with torch.no_grad():
-        stepped = end_to_end([f - lr * f.grad for f in factors])
+        stepped = end_to_end([f - lr * g for f, g in zip(factors, grads, strict=True)])
         assert not torch.allclose(stepped, end_to_end(factors), atol=1e-6)  # the step moved something
     assert torch.allclose(stepped, stepped_by_hand, atol=1e-12)
 

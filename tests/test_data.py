@@ -8,13 +8,17 @@ import pickle
 import struct
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sized
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Subset, TensorDataset
 from torchvision import transforms
+from torchvision.datasets.vision import VisionDataset
 
 from lowrank_utils import data
 from lowrank_utils.data import (
@@ -31,17 +35,19 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 # Writers for the published formats
 
 
-class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
+class _Py2Pickler(pickle._Pickler):
     """Pickles bytes as Python 2 ``str``, which is how the published CIFAR batches were written."""
 
-    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
+    # typeshed types dispatch with Unpickler and leaves out write and memoize: pure-Python pickle internals.
+    dispatch: ClassVar[dict[type, Callable[..., None]]] = pickle._Pickler.dispatch.copy()
 
     def save_py2_str(self, obj: bytes) -> None:
+        internals: Any = self
         if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+            internals.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
         else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
+            internals.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        internals.memoize(obj)
 
     dispatch[bytes] = save_py2_str
 
@@ -193,7 +199,7 @@ def test_names_info_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="cifar10, cifar100"):
         dataset_info("mnist")
     with pytest.raises(ValueError, match="'train' or 'test'"):
-        load_dataset("digits", "validation")
+        load_dataset("digits", "validation")  # type: ignore[arg-type]  # a wrong split on purpose
     with pytest.raises(ValueError, match="only ImageNet"):
         load_dataset("cifar10", image_size=64)
     with pytest.raises(ValueError, match="positive"):
@@ -208,7 +214,8 @@ def test_cifar10_reads_pickle_batches(cifar10_root: Path) -> None:
     train = load_dataset("cifar10", "train", root=cifar10_root, download=False)
     test = load_dataset("cifar10", "test", root=cifar10_root, download=False)
     assert (len(train), len(test)) == (50, 10)
-    assert train.classes[0] == "airplane" and len(train.classes) == 10  # type: ignore[attr-defined]
+    assert isinstance(train, VisionDataset)
+    assert train.classes[0] == "airplane" and len(train.classes) == 10
     assert [test[i][1] for i in range(10)] == list(range(10))
     assert train[3][1] == (3 + 1) % 10
 
@@ -225,7 +232,8 @@ def test_cifar10_reads_pickle_batches(cifar10_root: Path) -> None:
 
 def test_cifar_augmentation(cifar10_root: Path) -> None:
     train = load_dataset("cifar10", "train", root=cifar10_root, augment=True, download=False)
-    steps = train.transform.transforms  # type: ignore[attr-defined]
+    assert isinstance(train, VisionDataset)
+    steps = train.transform.transforms
     assert [type(t) for t in steps] == [
         transforms.RandomCrop,
         transforms.RandomHorizontalFlip,
@@ -248,7 +256,8 @@ def test_cifar100_reads_pickles(cifar100_root: Path) -> None:
     train = load_dataset("cifar100", "train", root=cifar100_root, download=False)
     test = load_dataset("cifar-100", "test", root=cifar100_root, augment=True, download=False)
     assert (len(train), len(test)) == (20, 10)
-    assert len(train.classes) == 100 and train.classes[3] == "fine3"  # type: ignore[attr-defined]
+    assert isinstance(train, VisionDataset)
+    assert len(train.classes) == 100 and train.classes[3] == "fine3"
     assert [train[i][1] for i in range(5)] == [0, 7, 14, 21, 28]
     image = test[0][0]
     assert image.shape == (3, 32, 32)
@@ -330,7 +339,8 @@ def test_fashion_mnist_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, 
 def test_fashion_mnist_augmentation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIRS", (_fashion_dir(tmp_path / "system"),))
     train = load_dataset("fashion_mnist", "train", root=tmp_path, augment=True, download=False)
-    steps = train.transform.transforms  # type: ignore[attr-defined]
+    assert isinstance(train, VisionDataset)
+    steps = train.transform.transforms
     assert [type(t) for t in steps] == [transforms.RandomCrop, transforms.ToTensor, transforms.Normalize]
     assert steps[0].size == (28, 28) and steps[0].padding == 2
     assert train[0][0].shape == (1, 28, 28)
@@ -364,11 +374,13 @@ def test_digits_split_is_deterministic_and_stratified() -> None:
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     info = dataset_info("digits")
     assert (len(train), len(test)) == (info.train_size, info.test_size) == (1352, 445)
-    x, y = train.tensors  # type: ignore[attr-defined]
+    assert isinstance(train, TensorDataset) and isinstance(test, TensorDataset)
+    x, y = train.tensors
     assert x.shape == (1352, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.long
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
-    assert torch.bincount(test.tensors[1]).min() >= 43  # type: ignore[attr-defined]
-    assert torch.equal(load_dataset("digits", "test").tensors[0], test.tensors[0])  # type: ignore[attr-defined]
+    assert torch.bincount(test.tensors[1]).min() >= 43
+    again = load_dataset("digits", "test")
+    assert isinstance(again, TensorDataset) and torch.equal(again.tensors[0], test.tensors[0])
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -379,11 +391,13 @@ def test_imagenet_folder(imagenet_root: Path) -> None:
     train = load_dataset("imagenet", "train", root=imagenet_root, augment=True, image_size=8)
     val = load_dataset("imagenet", "val", root=imagenet_root, image_size=8)
     assert (len(train), len(val)) == (6, 2)
-    assert train.classes == ["n01440764", "n01443537"] == val.classes  # type: ignore[attr-defined]
+    assert isinstance(train, VisionDataset) and isinstance(val, VisionDataset)
+    assert train.classes == ["n01440764", "n01443537"] == val.classes
     assert train[0][0].shape == (3, 8, 8) and val[1][0].shape == (3, 8, 8)
     assert (train[5][1], val[1][1]) == (1, 1)
     assert _types(train)[:2] == [transforms.RandomResizedCrop, transforms.RandomHorizontalFlip]
-    steps = val.transform.transforms  # type: ignore[attr-defined]
+    assert isinstance(val, VisionDataset)
+    steps = val.transform.transforms
     assert [type(t) for t in steps[:2]] == [transforms.Resize, transforms.CenterCrop]
     assert steps[0].size == 9 and steps[1].size == (8, 8)  # 256/224 of the crop, as in the full-size recipe
     full = load_dataset("imagenet", "val", root=imagenet_root)
@@ -417,7 +431,8 @@ def test_subset_is_class_balanced_and_deterministic(cifar10_root: Path) -> None:
     labels = [small[i][1].item() for i in range(len(small))]
     assert len(small) == 25 and sorted(set(labels)) == list(range(10))
     assert max(labels.count(c) for c in range(10)) - min(labels.count(c) for c in range(10)) <= 1
-    assert small.indices == load_dataset("digits", "train", subset=25).indices  # type: ignore[attr-defined]
+    again = load_dataset("digits", "train", subset=25)
+    assert isinstance(small, Subset) and isinstance(again, Subset) and small.indices == again.indices
     assert len(load_dataset("digits", "test", subset=10_000)) == 445
     cifar = load_dataset("cifar10", "train", root=cifar10_root, download=False, subset=10)
     assert sorted(cifar[i][1] for i in range(10)) == list(range(10))
@@ -425,6 +440,7 @@ def test_subset_is_class_balanced_and_deterministic(cifar10_root: Path) -> None:
 
 def test_make_loaders(cifar10_root: Path) -> None:
     train, test = make_loaders("digits", batch_size=32, subset=100, test_subset=50, seed=3)
+    assert isinstance(train.dataset, Sized) and isinstance(test.dataset, Sized)
     assert (len(train.dataset), len(test.dataset)) == (100, 50)
     x, y = next(iter(train))
     assert x.shape == (32, 1, 8, 8) and y.shape == (32,)
@@ -435,4 +451,5 @@ def test_make_loaders(cifar10_root: Path) -> None:
 
     train, test = make_loaders("cifar10", batch_size=4, root=cifar10_root, augment=True, download=False, subset=20)
     x, y = next(iter(train))
+    assert isinstance(test.dataset, Sized)
     assert x.shape == (4, 3, 32, 32) and len(test.dataset) == 10

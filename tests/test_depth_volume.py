@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
 from lowrank_utils.chapters.ch03_why_depth_lowers_rank.checks import (
     check_fraction_below,
@@ -45,13 +42,9 @@ from lowrank_utils.chapters.ch03_why_depth_lowers_rank.figures import (
     plot_rank_landscape,
     plot_volume,
 )
-from lowrank_utils.rank import entropy_effective_rank  # noqa: E402
+from lowrank_utils.rank import entropy_effective_rank
 
-
-@pytest.fixture(autouse=True)
-def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
-    monkeypatch.setenv("LOWRANK_GRADING", "0")
+pytestmark = pytest.mark.usefixtures("checkers_print_only")
 
 
 DEPTHS = (1, 2, 4, 8, 16)
@@ -82,14 +75,14 @@ def test_rho_prediction_matches_a_large_monte_carlo_product() -> None:
     measured = float(entropy_effective_rank(w)[0])
     assert measured == pytest.approx(math.log(n) + fuss_catalan_rho_gap(3), abs=0.02)
     gaps = [fuss_catalan_rho_gap(d) for d in DEPTHS]
-    assert all(a > b for a, b in zip(gaps, gaps[1:]))
+    assert all(a > b for a, b in pairwise(gaps))
     assert predicted_product_rho(DEPTHS, 32)["rho_theory"].iloc[0] == pytest.approx(math.log(32) + gaps[0])
 
 
 def test_products_lose_rank_with_depth_as_predicted() -> None:
     df = product_rank(ProductConfig.quick())
     med = df.groupby("depth")["rho"].median()
-    assert all(a > b for a, b in zip(med, med.iloc[1:]))
+    assert all(a > b for a, b in pairwise(med))
     theory = df.groupby("depth")["rho_theory"].first()
     assert (med - theory).abs().max() < 0.05
     spectra = product_spectra(ProductConfig.quick(depths=(1, 4), draws=50))
@@ -118,7 +111,7 @@ def test_balanced_factors_multiply_back_to_the_weight(depth: int, mix: bool) -> 
 
 def test_filter_normalized_directions_match_row_norms() -> None:
     ws = [torch.randn(4, 5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)]
-    for w, d in zip(ws, filter_normalized_direction(ws, torch.Generator().manual_seed(0))):
+    for w, d in zip(ws, filter_normalized_direction(ws, torch.Generator().manual_seed(0)), strict=True):
         assert torch.allclose(d.norm(dim=-1), w.norm(dim=-1))
 
 
@@ -130,8 +123,8 @@ def test_rank_landscape_deeper_parameterisations_sit_lower() -> None:
     centre = float(summary["rho_at_centre"].iloc[0])
     summary = landscape_summary(df, threshold=centre - 0.1)
     assert list(summary["depth"]) == [1, 2, 4]
-    assert all(a > b for a, b in zip(summary["mean_rho"], summary["mean_rho"].iloc[1:]))
-    assert all(a < b for a, b in zip(summary["fraction_below"], summary["fraction_below"].iloc[1:]))
+    assert all(a > b for a, b in pairwise(summary["mean_rho"]))
+    assert all(a < b for a, b in pairwise(summary["fraction_below"]))
     plt.close(plot_rank_landscape(df, threshold=centre - 0.1))
 
 
@@ -142,7 +135,7 @@ def test_volume_of_low_rank_draws_grows_with_depth() -> None:
     assert set(curve["size"]) == set(config.sizes)
     for (size, init), part in curve.groupby(["size", "init"]):
         fractions = part.sort_values("depth")["fraction"].to_numpy()
-        assert all(a <= b for a, b in zip(fractions, fractions[1:])), (size, init, fractions)
+        assert all(a <= b for a, b in pairwise(fractions)), (size, init, fractions)
         assert fractions[-1] - fractions[0] > 0.9, (size, init, fractions)
     assert curve["threshold"].to_numpy() == pytest.approx(0.7 * np.log(curve["size"].to_numpy()))
     plt.close(plot_volume(curve))

@@ -67,8 +67,8 @@ def test_annotate_writes_nbgrader_metadata() -> None:
     nb = exercises.annotate(_toy())
     meta = [c.metadata.get("nbgrader") for c in nb.cells]
     assert meta[0] is None and meta[1] is None and meta[6] is None and meta[7] is None
-    assert meta[2] == {"cell_type": "markdown", "grade": False, "grade_id": "ex3_2_task", "locked": True, "schema_version": 3,
-                       "solution": False, "task": False}
+    assert meta[2] == {"cell_type": "markdown", "grade": False, "grade_id": "ex3_2_task", "locked": True,
+                       "schema_version": 3, "solution": False, "task": False}
     assert meta[3]["solution"] and not meta[3]["grade"] and meta[3]["grade_id"] == "ex3_2"
     assert meta[4]["grade"] and meta[4]["locked"] and meta[4]["points"] == 2 and meta[4]["grade_id"] == "ex3_2_test1"
     assert meta[5]["grade"] and meta[5]["solution"] and meta[5]["points"] == 1

@@ -40,7 +40,8 @@ pytest.importorskip("nbgrader", reason="nbgrader is in the dev extra: pip instal
 
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, LOWRANK_SCALE="quick", TQDM_DISABLE="1", PYTHONWARNINGS="ignore",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))  # nbgrader runs alembic
+               # nbgrader runs alembic, so the venv's bin/ goes first on PATH
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     out = subprocess.run(NBGRADER + list(args), cwd=course, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out
@@ -109,6 +110,13 @@ def _auto_ids(scores: dict[str, tuple[float | None, float, bool]]) -> set[str]:
     return {gid for gid, (_, _, by_hand) in scores.items() if not by_hand}
 
 
+def _earned(scores: dict[str, tuple[float | None, float, bool]], ids: set[str]) -> float:
+    """Points earned on the cells ``ids``; after autograde every autograded cell has a score."""
+    points = [scores[gid][0] for gid in ids]
+    assert None not in points, f"autograde left cells without a score: {sorted(ids)}"
+    return sum(p for p in points if p is not None)
+
+
 @pytest.mark.timeout(600)  # one execution of the chapter's student copy; the slowest takes about 1.5 min on 2 cores
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_autograde_stub_submission_scores_zero(course: Path, stem: str) -> None:
@@ -116,11 +124,11 @@ def test_autograde_stub_submission_scores_zero(course: Path, stem: str) -> None:
     stub = _scores(course, stem, "stubs")
     auto = _auto_ids(stub)
     assert auto, f"{stem} has no autograded test cell"
-    assert sum(stub[gid][0] for gid in auto) == 0, f"{stem}: the stub submission earned points"
+    assert _earned(stub, auto) == 0, f"{stem}: the stub submission earned points"
     for gid, (score, _, by_hand) in stub.items():
         if by_hand:
             assert score == 0, f"{stem}: an unanswered written question ({gid}) must score 0"
-    print(f"\n{stem}: stubs {sum(stub[g][0] for g in auto):g}/{sum(stub[g][1] for g in auto):g} autograded points; "
+    print(f"\n{stem}: stubs {_earned(stub, auto):g}/{sum(stub[g][1] for g in auto):g} autograded points; "
           f"autograde took {seconds}")
     _stub_run_stops_at_every_stub(course, stem)
 
@@ -138,7 +146,7 @@ def test_autograde_reference_submission_earns_every_point(course: Path, stem: st
         if by_hand:
             assert score is None, f"{stem}: a written answer ({gid}) must wait for grading by hand"
     total = sum(ref[g][1] for g in auto)
-    print(f"\n{stem}: reference {sum(ref[g][0] for g in auto):g}/{total:g} autograded points; "
+    print(f"\n{stem}: reference {_earned(ref, auto):g}/{total:g} autograded points; "
           f"autograde took {seconds}")
 
 
@@ -152,7 +160,7 @@ def test_a_wrong_answer_loses_its_points_and_export_lists_scores(course: Path) -
     _nbgrader(course, "export")
     with open(course / "grades.csv") as fh:
         rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(fh)}
-    earned = sum(s for gid, (s, _, by_hand) in scores.items() if not by_hand)
+    earned = _earned(scores, _auto_ids(scores))
     assert float(rows[(stem, "wrong")]["score"]) == earned == scores["ex1_2_test1"][1] + scores["ex1_2_test2"][1]
 
 
@@ -162,7 +170,7 @@ def _stub_run_stops_at_every_stub(course: Path, stem: str) -> None:
     ran = nbformat.read(course / "autograded" / "stubs" / stem / f"{stem}.ipynb", as_version=4)
     student = nbformat.read(STUDENT / f"{stem}.ipynb", as_version=4)
     assert len(ran.cells) == len(student.cells)
-    for index, (cell, (label, role, _)) in enumerate(zip(ran.cells, exercises.cell_roles(student, stem))):
+    for index, (cell, (label, role, _)) in enumerate(zip(ran.cells, exercises.cell_roles(student, stem), strict=True)):
         if cell.cell_type != "code":
             continue
         errors = [o for o in cell.outputs if o.output_type == "error"]
@@ -181,7 +189,7 @@ def test_student_copy_is_what_nbgrader_releases(course: Path, stem: str) -> None
     release = nbformat.read(course / "release" / stem / f"{stem}.ipynb", as_version=4)
     student = nbformat.read(STUDENT / f"{stem}.ipynb", as_version=4)
     assert len(release.cells) == len(student.cells)
-    for index, (r, s) in enumerate(zip(release.cells, student.cells)):
+    for index, (r, s) in enumerate(zip(release.cells, student.cells, strict=True)):
         where = f"{stem}, cell {index}"
         assert r.cell_type == s.cell_type, where
         if index == 0:  # the badge: ours points at the student copy itself

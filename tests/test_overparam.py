@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -24,17 +25,7 @@ TOL = 1e-9
 N_CHUNKS = 4
 N_CONV, N_LINEAR = 1000, 240
 
-
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run on one thread: these ops are tiny, and on a shared 2-core machine OpenMP threads waiting for each other
-    make them up to 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -44,17 +35,21 @@ def _randomise_extras(layer: OverparamLayer, g: torch.Generator) -> None:
         for b in layer.biases:
             b.copy_(torch.randn(b.shape, generator=g, dtype=b.dtype))
         for n in layer.norms:
+            assert isinstance(n, nn.modules.batchnorm._BatchNorm)
+            assert n.running_mean is not None and n.running_var is not None
             n.running_mean.copy_(torch.randn(n.num_features, generator=g, dtype=DT))
             n.running_var.copy_(0.5 + 1.5 * torch.rand(n.num_features, generator=g, dtype=DT))
             n.weight.copy_(torch.randn(n.num_features, generator=g, dtype=DT))
             n.bias.copy_(torch.randn(n.num_features, generator=g, dtype=DT))
 
 
-def _conv_config(rng: random.Random) -> dict:
+def _conv_config(rng: random.Random) -> dict[str, Any]:
     depth = rng.randint(1, 8)
     spec = rng.choice(["int", "list", "nonsquare"])
+    kernel_sizes: int | list[int] | list[tuple[int, int]]
+    kernel_list: list[tuple[int, int]]
     if spec == "int":
-        kernel_sizes: object = rng.choice([1, 2, 3, 4])
+        kernel_sizes = rng.choice([1, 2, 3, 4])
         kernel_list = [(kernel_sizes, kernel_sizes)] + [(1, 1)] * (depth - 1)
     elif spec == "list":
         kernel_list = [(k, k) for k in (rng.choice([1, 2, 3]) for _ in range(depth))]
@@ -75,10 +70,11 @@ def _conv_config(rng: random.Random) -> dict:
     if residual:
         chans = [chans[0], chans[0]]  # equal in/out gives the whole-span skip a chance to fit
     width_kind = rng.choice(["one", "two", "half", "hidden"])
-    width_kw: dict = {
+    widths: dict[str, dict[str, Any]] = {
         "one": {}, "two": {"width": 2}, "half": {"width": 0.5},
         "hidden": {"hidden_channels": groups * rng.randint(1, 3)},
-    }[width_kind]
+    }
+    width_kw = widths[width_kind]
     return dict(
         in_channels=chans[0], out_channels=chans[1], kernel_sizes=kernel_sizes,
         depth=depth if spec == "int" else None, stride=stride, padding=pad, groups=groups,
@@ -87,12 +83,13 @@ def _conv_config(rng: random.Random) -> dict:
     )
 
 
-def _linear_config(rng: random.Random) -> dict:
+def _linear_config(rng: random.Random) -> dict[str, Any]:
     depth = rng.randint(1, 8)
     residual = rng.random() < 0.4
     n_in = rng.randint(1, 6)
     n_out = n_in if residual and rng.random() < 0.5 else rng.randint(1, 6)
-    width_kw = rng.choice([{}, {"width": 2}, {"width": 0.5}, {"hidden_features": rng.randint(1, 6)}])
+    widths: list[dict[str, Any]] = [{}, {"width": 2}, {"width": 0.5}, {"hidden_features": rng.randint(1, 6)}]
+    width_kw = rng.choice(widths)
     return dict(
         in_features=n_in, out_features=n_out, depth=depth, bias=rng.random() < 0.5,
         batch_norm=depth > 1 and rng.random() < 0.4, residual=residual,
@@ -103,10 +100,9 @@ def _linear_config(rng: random.Random) -> dict:
 def _grid(kind: str) -> list[dict]:
     """A fixed, seeded sample of valid configurations (invalid draws, e.g. no skip fits, are redrawn)."""
     rng = random.Random(1234 if kind == "conv" else 4321)
-    if kind == "conv":
-        make, cls, count = _conv_config, OverparamConv2d, N_CONV
-    else:
-        make, cls, count = _linear_config, OverparamLinear, N_LINEAR
+    make = _conv_config if kind == "conv" else _linear_config
+    cls: type[OverparamConv2d | OverparamLinear] = OverparamConv2d if kind == "conv" else OverparamLinear
+    count = N_CONV if kind == "conv" else N_LINEAR
     configs: list[dict] = []
     while len(configs) < count:
         cfg = make(rng)
@@ -125,12 +121,13 @@ def _check_config(kind: str, cfg: dict, seed: int) -> float:
     """Build one layer in float64 and return the largest |chained - collapsed| and |chained - composed|."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    layer: OverparamLayer
     if kind == "conv":
-        layer = OverparamConv2d(**cfg, dtype=DT)
-        kh, kw = layer.kernel_size
-        h = max(kh - 2 * layer.padding[0], 1) + seed % 3
-        w = max(kw - 2 * layer.padding[1], 1) + (seed // 3) % 3
-        x = torch.randn(2, layer.in_channels, h, w, generator=g, dtype=DT)
+        conv = layer = OverparamConv2d(**cfg, dtype=DT)
+        kh, kw = conv.kernel_size
+        h = max(kh - 2 * conv.padding[0], 1) + seed % 3
+        w = max(kw - 2 * conv.padding[1], 1) + (seed // 3) % 3
+        x = torch.randn(2, conv.in_channels, h, w, generator=g, dtype=DT)
     else:
         layer = OverparamLinear(**cfg, dtype=DT)
         x = torch.randn(3, 2, layer.in_features, generator=g, dtype=DT)
@@ -224,6 +221,7 @@ def _grads(layer: OverparamLayer, x: torch.Tensor, mode: str) -> list[torch.Tens
     x = x.clone().requires_grad_(True)
     out = layer(x)
     (out * torch.linspace(-1, 1, out.numel(), dtype=DT).reshape(out.shape)).sum().backward()
+    assert x.grad is not None
     return [x.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in layer.parameters()]
 
 
@@ -247,7 +245,7 @@ def test_composed_gradients_equal_chained(make) -> None:
     x = torch.randn(shape, dtype=DT)
     chained, composed = _grads(layer, x, "chained"), _grads(layer, x, "composed")
     assert len(chained) == len(composed) > 3
-    for a, b in zip(chained, composed):
+    for a, b in zip(chained, composed, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert any(b.abs().sum() > 0 for b in composed[1:])
 
@@ -275,7 +273,9 @@ def test_batch_norm_in_training_falls_back_to_chained() -> None:
     with pytest.warns(UserWarning, match="falls back"):
         y = layer(x)
     # Training-mode batch norm normalises with batch statistics and updates the running ones.
-    assert layer.norms[0].running_mean.abs().sum() > 0
+    norm = layer.norms[0]
+    assert isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None
+    assert norm.running_mean.abs().sum() > 0
     layer.eval()
     assert layer.uses_composed(x)
     torch.testing.assert_close(layer(x), layer.chained_forward(x), rtol=0, atol=1e-12)
@@ -324,10 +324,11 @@ def test_keep_function_with_batch_norm_needs_eval_mode() -> None:
         warnings.simplefilter("always")
         same = overparameterize(model.train(), keep_function=True, batch_norm=True)
     assert len(caught) == 2
-    for name, w in zip("02", caught):
+    for name, w in zip("02", caught, strict=True):
         assert f"'{name}' (Conv2d) unchanged: keep_function with batch_norm" in str(w.message)
     assert not any(isinstance(m, OverparamLayer) for m in same.modules())
     expanded = overparameterize(model.eval(), depth=3, keep_function=True, batch_norm=True, noise_std=0.1)
+    assert isinstance(expanded, nn.Sequential)  # a container comes back as its own type
     assert all(isinstance(expanded[i], OverparamConv2d) and expanded[i].batch_norm for i in (0, 2))
     x = torch.randn(2, 2, 5, 5, dtype=DT)
     with torch.no_grad():
@@ -384,17 +385,24 @@ def test_state_dict_round_trip() -> None:
     assert "0.weights.2" in a.state_dict() and "0.norms.1.running_var" in a.state_dict()
     a.eval(), b.eval()
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
-    assert not torch.equal(a[0].weights[0], overparameterize(base, depth=3, batch_norm=True)[0].weights[0])
+    c = overparameterize(base, depth=3, batch_norm=True)
+    assert isinstance(a, nn.Sequential) and isinstance(c, nn.Sequential)
+    first_a, first_c = a[0], c[0]
+    assert isinstance(first_a, OverparamConv2d) and isinstance(first_c, OverparamConv2d)
+    assert not torch.equal(first_a.weights[0], first_c.weights[0])
 
 
 def test_overparameterize_options() -> None:
     base = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
     only_linear = overparameterize(base, depth=3, layer_types=["linear"])
+    assert isinstance(only_linear, nn.Sequential)
     assert type(only_linear[0]) is nn.Conv2d and isinstance(only_linear[2], OverparamLinear)
     assert only_linear[2].depth == 3
     skipped = overparameterize(base, skip=["0"])
+    assert isinstance(skipped, nn.Sequential)
     assert type(skipped[0]) is nn.Conv2d and isinstance(skipped[2], OverparamLinear)
     wide = overparameterize(base, width=2)
+    assert isinstance(wide, nn.Sequential)
     assert wide[0].hidden_channels == 8 and wide[2].hidden_features == 4 and type(base[0]) is nn.Conv2d
     same = overparameterize(base, depth=3, inplace=True, residual=True, residual_intervals=1)
     assert same is base and base[0].skips == [(1, 2), (2, 3)] and base[2].skips == [(1, 2), (2, 3)]
@@ -432,6 +440,7 @@ def test_unexpandable_modules_warn_and_stay() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = overparameterize(model, width=1.5)
+    assert isinstance(out, nn.ModuleDict)
     messages = " | ".join(str(w.message) for w in caught)
     for name, hint in [
         ("dilated", "dilation"), ("reflect", "padding_mode"), ("conv1d", "Conv1d"), ("transposed", "ConvTranspose2d"),

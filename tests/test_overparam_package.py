@@ -25,14 +25,7 @@ from lowrank_utils.overparam.costs import forward_costs
 
 DT = torch.float64
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one thread avoids OpenMP threads waiting on each other on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -87,17 +80,18 @@ def test_composed_kernel_and_bias_equal_the_chained_convolutions() -> None:
     biases = [torch.randn(s[0], generator=g, dtype=DT) for s in shapes]
     x = torch.randn(2, 2, 9, 8, generator=g, dtype=DT)
     y = x
-    for k, b in zip(kernels, biases):
+    for k, b in zip(kernels, biases, strict=True):
         y = F.conv2d(y, k, b, groups=groups)
     w = algebra.compose_weight(kernels, groups)
     assert w.shape == (4, 1, 4, 4)  # Σk − d + 1 per dimension
-    b = algebra.compose_bias(kernels, biases, groups)
-    torch.testing.assert_close(F.conv2d(x, w, b, groups=groups), y, rtol=1e-12, atol=1e-12)
+    bias = algebra.compose_bias(kernels, biases, groups)
+    torch.testing.assert_close(F.conv2d(x, w, bias, groups=groups), y, rtol=1e-12, atol=1e-12)
 
 
 def test_batch_norm_folds_into_the_factor() -> None:
     g = torch.Generator().manual_seed(2)
     norm = nn.BatchNorm2d(3).double().eval()
+    assert norm.running_mean is not None and norm.running_var is not None
     with torch.no_grad():
         norm.running_mean.copy_(torch.randn(3, generator=g))
         norm.running_var.copy_(torch.rand(3, generator=g) + 0.5)
@@ -171,7 +165,7 @@ def test_private_costs_is_a_deprecated_alias() -> None:
 def test_each_read_composes_once(compositions: list[int], make, n_products: int) -> None:
     layer = make().double().eval()
     _randomise(layer)
-    layer.weight  # noqa: B018 - the read is the point
+    _ = layer.weight  # the read is the point
     assert compositions[0] == n_products
     compositions[0] = 0
     bias = layer.bias  # needs only channel sums: no kernel product at all
@@ -217,9 +211,11 @@ def test_cached_reads_keep_the_gradients() -> None:
         else:
             loss = sum(layer(x).square().sum() for x in xs) + layer.weight.sum()
         loss.backward()
-        return [p.grad.clone() for p in layer.parameters()]
+        grads = [p.grad for p in layer.parameters()]
+        assert all(g is not None for g in grads)
+        return [g.clone() for g in grads if g is not None]
 
-    for a, b in zip(grads(False), grads(True)):
+    for a, b in zip(grads(False), grads(True), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
         assert a.abs().sum() > 0
 
@@ -246,12 +242,12 @@ def test_options_are_keyword_only() -> None:
     model = nn.Sequential(nn.Linear(3, 3))
     # In the former order width came before depth, so a third positional number is refused, not re-read.
     for call in (
-        lambda: OverparamLinear(4, 4, 2),
-        lambda: OverparamConv2d(4, 4, 3, 1),
-        lambda: OverparamLinear.from_module(nn.Linear(3, 3), 2, 2),
-        lambda: OverparamConv2d.from_module(nn.Conv2d(3, 3, 3), 2, 2),
-        lambda: overparameterize(model, 2, 2),
-        lambda: collapse(model, True),
+        lambda: OverparamLinear(4, 4, 2),  # type: ignore[call-arg]
+        lambda: OverparamConv2d(4, 4, 3, 1),  # type: ignore[call-arg]
+        lambda: OverparamLinear.from_module(nn.Linear(3, 3), 2, 2),  # type: ignore[call-arg]
+        lambda: OverparamConv2d.from_module(nn.Conv2d(3, 3, 3), 2, 2),  # type: ignore[call-arg]
+        lambda: overparameterize(model, 2, 2),  # type: ignore[call-arg]
+        lambda: collapse(model, True),  # type: ignore[call-arg]
     ):
         with pytest.raises(TypeError, match="positional"):
             call()
@@ -263,10 +259,9 @@ def test_options_are_keyword_only() -> None:
 
 # ------------------------------------------------------------------------------------ compatibility
 def test_names_of_the_former_module_still_import() -> None:
-    from lowrank_utils.overparam import LAYER_TYPES, MODES, _compose_kernels
+    from lowrank_utils.overparam import LAYER_TYPES, MODES
 
     assert MODES == ("auto", "chained", "composed") and LAYER_TYPES == ("linear", "conv")
-    assert _compose_kernels is algebra.compose_kernels
     for name in ("OverparamConv2d", "OverparamLayer", "OverparamLinear", "collapse", "overparameterize", "cached"):
         assert name in overparam.__all__ and hasattr(overparam, name)
 

@@ -100,7 +100,8 @@ def test_every_third_party_import_of_the_package_is_a_declared_dependency() -> N
 
 def test_python_and_torch_floors_match_what_is_used() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["requires-python"] == ">=3.11"  # the tests use tomllib and the code 3.11 syntax; CI runs 3.11 and 3.12
+    # the tests use tomllib and the code 3.11 syntax; CI runs 3.11 and 3.12
+    assert project["requires-python"] == ">=3.11"
     torch_floor = _names(project["dependencies"])["torch"]
     assert torch_floor == ">=2.3", "torch.amp.GradScaler('cuda') and the checkpoint allow-list need torch 2.3"
 

@@ -59,7 +59,9 @@ def _fresh_build() -> Path | None:
     built = stamp.stat().st_mtime
     for name in SOURCES:
         path = ROOT / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        files = [path] if path.is_file() else [
+            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ]
         if any(f.stat().st_mtime > built for f in files):
             return None
     return html

@@ -54,7 +54,7 @@ def _imported_names(source: str) -> set[str]:
 def test_reference_answers_passed_their_tests(name: str) -> None:
     nb = _read("book", name)
     roles = exercises.cell_roles(nb, name)
-    tests = [c for c, (_, role, _) in zip(nb.cells, roles) if role == "test"]
+    tests = [c for c, (_, role, _) in zip(nb.cells, roles, strict=True) if role == "test"]
     assert tests, f"{name} has no test cell"
     for cell in tests:
         out = _text(cell)
@@ -78,7 +78,7 @@ def test_chapter_page_links_its_student_copy(name: str) -> None:
 def test_student_copy_imports_nothing_that_solves_an_exercise(name: str) -> None:
     book = _read("book", name)
     forbidden: set[str] = set()
-    for cell, (label, role, _) in zip(book.cells, exercises.cell_roles(book, name)):
+    for cell, (label, role, _) in zip(book.cells, exercises.cell_roles(book, name), strict=True):
         if role == "solution":
             for node in ast.walk(ast.parse(cell.source)):
                 if isinstance(node, ast.FunctionDef):
@@ -112,7 +112,7 @@ def test_student_copy_keeps_figures_and_clears_only_exercise_output(name: str) -
     book, student = _read("book", name), _read("student", name)
     assert len(book.cells) == len(student.cells)
     kept = 0
-    for b, s, (label, _, _) in zip(book.cells, student.cells, exercises.cell_roles(book, name)):
+    for b, s, (label, _, _) in zip(book.cells, student.cells, exercises.cell_roles(book, name), strict=True):
         if b.cell_type != "code":
             continue
         if label is None:

@@ -114,7 +114,7 @@ def test_diverging_learning_rate_raises_with_step_and_advice():
 def test_nan_loss_raises_even_without_divergence_ratio():
     X, Y = problem()
     X[0, 0] = float("nan")
-    with pytest.raises(TrainingDiverged, match="step 0.*not finite"):
+    with pytest.raises(TrainingDiverged, match=r"step 0.*not finite"):
         fit_regression(net(), X, Y, config(optimizer="adam", steps=5, divergence_ratio=None))
 
 
@@ -138,7 +138,7 @@ def test_mini_batch_early_stopping_uses_epochs():
 @pytest.mark.parametrize("name", ["lbfgs", "cma", "random_search"])
 def test_full_batch_only_optimizers_refuse_mini_batches(name):
     X, Y = problem()
-    with pytest.raises(ValueError, match="full-batch method.*batch_size=None"):
+    with pytest.raises(ValueError, match=r"full-batch method.*batch_size=None"):
         fit_regression(net(), X, Y, config(optimizer=name, batch_size=4))
 
 
@@ -167,7 +167,7 @@ def test_metrics_callback_adds_columns():
     X, Y = problem()
 
     def metrics(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"rank": gram_effective_rank(model(inputs)), "norm": model[0].weight.norm()}
+        return {"rank": gram_effective_rank(model(inputs)), "norm": next(model.parameters()).norm()}
 
     result = fit_regression(net(), X, Y, config(optimizer="adam", lr=0.01, steps=20, log_every=5), metrics=metrics)
     history = result.history
@@ -217,7 +217,7 @@ def test_training_on_each_available_device(name, device):
     assert result.final_loss < 0.5 * result.history["loss"].iloc[0]
 
 
-def test_cpu_threads_apply_during_training_only():
+def test_cpu_threads_apply_during_training_only() -> None:
     X, Y = problem()
     before = torch.get_num_threads()
     seen: list[int] = []
@@ -231,12 +231,12 @@ def test_cpu_threads_apply_during_training_only():
     assert torch.get_num_threads() == before  # ...and the caller's setting is back
 
 
-def test_cpu_threads_takes_the_device_by_keyword_and_refuses_a_swapped_call():
+def test_cpu_threads_takes_the_device_by_keyword_and_refuses_a_swapped_call() -> None:
     from lowrank_utils.runtime import cpu_threads
 
     before = torch.get_num_threads()
     with pytest.raises(TypeError):
-        with cpu_threads("cpu", 1):  # type: ignore[arg-type,misc]  # the old swapped call: the device is keyword-only
+        with cpu_threads("cpu", 1):  # type: ignore[arg-type,call-arg]  # the old swapped call: the device is keyword-only
             pass
     with pytest.raises(ValueError, match="positive number of threads"):
         with cpu_threads("cpu"):  # type: ignore[arg-type]  # a device where the count belongs
@@ -285,7 +285,8 @@ def test_bad_data_is_rejected():
 
 
 def test_unknown_optimizer_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'.*sgd, nesterov, adam, lbfgs, cma, random_search"):
+    names = "sgd, nesterov, adam, lbfgs, cma, random_search"
+    with pytest.raises(ValueError, match=rf"unknown optimizer 'rmsprop'.*{names}"):
         TrainConfig(optimizer="rmsprop")
 
 

@@ -46,12 +46,11 @@ Conventions, shared by every function here:
 
 from __future__ import annotations
 
-from .algebra import compose_kernels as _compose_kernels  # noqa: F401 - the single module's name, kept importable
 from .costs import ForwardCosts
 from .layers import MODES, OverparamConv2d, OverparamLayer, OverparamLinear, cached
 from .surgery import LAYER_TYPES, collapse, overparameterize
 
 __all__ = [
-    "LAYER_TYPES", "MODES", "ForwardCosts", "OverparamConv2d", "OverparamLayer", "OverparamLinear", "cached", "collapse",
-    "overparameterize",
+    "LAYER_TYPES", "MODES", "ForwardCosts", "OverparamConv2d", "OverparamLayer", "OverparamLinear", "cached",
+    "collapse", "overparameterize",
 ]

@@ -130,7 +130,7 @@ def compose_bias(kernels: Sequence[Tensor], biases: Sequence[Tensor | None], gro
     starts = {a for a, _ in skips}
     saved: dict[int, Tensor | None] = {}
     acc: Tensor | None = None
-    for i, (k, b) in enumerate(zip(kernels, biases)):
+    for i, (k, b) in enumerate(zip(kernels, biases, strict=True)):
         if i in starts:
             saved[i] = acc
         moved = None if acc is None else propagate_bias(k, acc, groups)
@@ -176,7 +176,7 @@ def right_inverse_fill(
         first = torch.zeros(groups, hg, w64.shape[1] * kh * kw, dtype=torch.float64)
         first[:, :og] = target
     out = [first.reshape(shapes[0])]
-    for shape, m in zip(shapes[1:], mats):
+    for shape, m in zip(shapes[1:], mats, strict=True):
         kernel = torch.zeros(tuple(shape), dtype=torch.float64)
         kernel[:, :, (shape[2] - 1) // 2, (shape[3] - 1) // 2] = m.reshape(shape[0], shape[1])
         out.append(kernel)

@@ -340,7 +340,7 @@ class OverparamLayer(nn.Module):
         shapes = [tuple(algebra.as_kernel(w).shape) for w in self.weights]
         with torch.no_grad():
             filled = algebra.right_inverse_fill(weight, shapes, self.groups, noise_std=noise_std, generator=generator)
-            for p, t in zip(self.weights, filled):
+            for p, t in zip(self.weights, filled, strict=True):
                 p.copy_(t.reshape(p.shape).to(p.dtype))
             for b in self.biases:
                 b.zero_()
@@ -411,7 +411,7 @@ class OverparamLinear(OverparamLayer):
         ``options`` are the constructor's other keywords (batch_norm, residual, mode, ...).
         """
         if not isinstance(linear, nn.Linear):
-            raise ValueError(f"from_module expects an nn.Linear, got {type(linear).__name__}.")  # noqa: TRY004
+            raise ValueError(f"from_module expects an nn.Linear, got {type(linear).__name__}.")
         w = linear.weight
         layer = cls(
             linear.in_features, linear.out_features, depth=depth, width=width, bias=linear.bias is not None,
@@ -528,7 +528,7 @@ class OverparamConv2d(OverparamLayer):
                 )
             return ((kh - 1) // 2, (kw - 1) // 2)
         if isinstance(padding, str):
-            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}.")  # noqa: TRY004
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}.")
         pad = check.pair("padding", padding, 0)
         if pad[0] > kh - 1 or pad[1] > kw - 1:
             raise ValueError(
@@ -564,7 +564,7 @@ class OverparamConv2d(OverparamLayer):
         keywords (batch_norm, residual, mode, ...).
         """
         if not isinstance(conv, nn.Conv2d):
-            raise ValueError(f"from_module expects an nn.Conv2d, got {type(conv).__name__}.")  # noqa: TRY004
+            raise ValueError(f"from_module expects an nn.Conv2d, got {type(conv).__name__}.")
         reason = check.conv_unsupported(conv)
         if reason:
             raise ValueError(f"cannot expand this convolution exactly: {reason}.")

@@ -100,6 +100,10 @@ def overparameterize(
         "residual_intervals": residual_intervals, "negative_slope": negative_slope, "mode": mode,
     }
 
+    # Warnings wait until the walk is done, so that they point at the caller of overparameterize (stacklevel=2)
+    # whatever the depth of the recursion that found them.
+    unchanged: list[str] = []
+
     def convert(name: str, module: nn.Module) -> nn.Module | None:
         kind = _family(module)
         if kind is None or kind not in types:
@@ -112,7 +116,7 @@ def overparameterize(
             except ValueError as err:  # a per-module impossibility (groups vs width, no skip fits, ...)
                 reason = str(err)
         label = name or "the model"
-        warnings.warn(f"overparameterize: left {label!r} ({type(module).__name__}) unchanged: {reason.rstrip('.')}.")
+        unchanged.append(f"overparameterize: left {label!r} ({type(module).__name__}) unchanged: {reason.rstrip('.')}.")
         return None
 
     def walk(parent: nn.Module, prefix: str) -> None:
@@ -129,10 +133,11 @@ def overparameterize(
     if "" in skip or isinstance(model, OverparamLayer):
         return model
     root = convert("", model)
-    if root is not None:
-        return root
-    walk(model, "")
-    return model
+    if root is None:
+        walk(model, "")
+    for message in unchanged:
+        warnings.warn(message, stacklevel=2)
+    return model if root is None else root
 
 
 def collapse(model: nn.Module, *, inplace: bool = False) -> nn.Module:

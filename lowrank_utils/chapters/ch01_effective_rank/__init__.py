@@ -1,6 +1,7 @@
-"""Chapter 1 (What is effective rank?): the code behind ``book/01`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 1 (What is effective rank?): the code behind ``book/01``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

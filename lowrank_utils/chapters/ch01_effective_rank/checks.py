@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from lowrank_utils.checks import Verdict, call_answer, check_close, report
 
 
-def check_entropy_rank_function(fn: Callable[[torch.Tensor], Any], name: str = "effective rank from scratch") -> Verdict:
+def check_entropy_rank_function(
+    fn: Callable[[torch.Tensor], Any], name: str = "effective rank from scratch"
+) -> Verdict:
     """Check a student's ρ(A) against known values, including matrices with exact zero singular values."""
     cases = [
         ("the 8x8 identity", torch.eye(8, dtype=torch.float64), math.log(8)),

@@ -1,6 +1,7 @@
-"""Chapter 2 (Observation 1: deeper networks are lower-rank at initialisation): the code behind ``book/02`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 2 (Observation 1: deeper networks are lower-rank at initialisation): the code behind ``book/02``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

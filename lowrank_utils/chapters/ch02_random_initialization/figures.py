@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from lowrank_utils.plotting import depth_axis, depth_palette, require_columns
+from lowrank_utils.plotting import depth_axis, depth_palette, figure_and_axes, require_columns
 
 GRAM_MODE_LABELS = {
     "raw": "uncentred K",
@@ -30,8 +30,9 @@ def _mode_label(df: pd.DataFrame) -> str:
 def plot_rank_densities(df: pd.DataFrame, *, row: str = "init", col: str = "activation") -> Figure:
     """Densities of ρ(K) over random draws, one curve per depth, one panel per (``row``, ``col``) pair.
 
-    With the columns of :func:`~lowrank_utils.chapters.ch02_random_initialization.experiment.rank_distribution` for two activations and two inits,
-    this is the four-panel layout of the paper's Observation 1.
+    With the columns of
+    :func:`~lowrank_utils.chapters.ch02_random_initialization.experiment.rank_distribution` for two activations and
+    two inits, this is the four-panel layout of the paper's Observation 1.
     """
     require_columns(df, ["rho", "depth", row, col], "plot_rank_densities")
     rows = [r for r in pd.unique(df[row])]
@@ -64,7 +65,7 @@ def plot_gram_heatmaps(
     depths = sorted(df["depth"].unique())
     fig, axes = plt.subplots(1, len(depths), figsize=(2.6 * len(depths) + 0.8, 2.9), squeeze=False)
     image = None
-    for ax, depth in zip(axes[0], depths):
+    for ax, depth in zip(axes[0], depths, strict=True):
         part = df[df["depth"] == depth]
         n = int(part["row"].max()) + 1
         K = np.zeros((n, n))
@@ -74,7 +75,8 @@ def plot_gram_heatmaps(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-    fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label=label)
+    if image is not None:  # one image per depth; the colour scale is shared
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label=label)
     return fig
 
 
@@ -84,10 +86,7 @@ def plot_median_rho(
 ) -> Figure:
     """Median of ``value`` against depth, one line per ``hue`` value, with the 25–75 % band over draws."""
     require_columns(df, [value, "depth", hue] + ([style] if style else []), "plot_median_rho")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (6.5, 4.0))
     data = df.copy()
     data[hue] = data[hue].astype(str)
     sns.lineplot(data=data, x="depth", y=value, hue=hue, style=style, estimator="median", errorbar=("pi", 50),
@@ -104,7 +103,7 @@ def plot_gram_modes(df: pd.DataFrame) -> Figure:
     activations = list(pd.unique(df["activation"]))
     fig, axes = plt.subplots(1, len(activations), figsize=(5.0 * len(activations), 3.8), sharey=True, squeeze=False)
     data = df.assign(K=df["gram_mode"].map(GRAM_MODE_LABELS).fillna(df["gram_mode"]))
-    for ax, activation in zip(axes[0], activations):
+    for ax, activation in zip(axes[0], activations, strict=True):
         sns.lineplot(data=data[data["activation"] == activation], x="depth", y="rho", hue="K",
                      hue_order=[GRAM_MODE_LABELS[m] for m in GRAM_MODE_LABELS if m in set(df["gram_mode"])],
                      estimator="median", errorbar=("pi", 50), marker="o", ax=ax)

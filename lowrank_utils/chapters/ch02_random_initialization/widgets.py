@@ -71,8 +71,8 @@ def random_init_explorer(**defaults: Any) -> Any:
     import ipywidgets as widgets
     from IPython.display import display
 
-    options = {"draws": 100, "n_samples": 64, "gram_mode": "centered", "seed": 0}
-    start = {"depth": 8, "width": 32, "activation": "relu", "init": "normal"}
+    options: dict[str, Any] = {"draws": 100, "n_samples": 64, "gram_mode": "centered", "seed": 0}
+    start: dict[str, Any] = {"depth": 8, "width": 32, "activation": "relu", "init": "normal"}
     for key, value in defaults.items():
         if key in start:
             start[key] = value

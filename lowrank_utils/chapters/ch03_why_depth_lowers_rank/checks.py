@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,9 @@ def check_participation_prediction(fn: Callable[[int, int], Any],
 
 def check_fuss_catalan_moment(fn: Callable[[int, int], Any], name: str = "Fuss–Catalan moments") -> Verdict:
     """Check a student's E[x^k] for the Fuss–Catalan law of order s (integer k) against known values."""
-    cases = [(1, 1, 1), (1, 2, 2), (1, 3, 5), (1, 4, 14), (2, 2, 3), (2, 3, 12), (3, 2, 4)]
+    cases: list[tuple[int, int, float]] = [
+        (1, 1, 1), (1, 2, 2), (1, 3, 5), (1, 4, 14), (2, 2, 3), (2, 3, 12), (3, 2, 4),
+    ]
     cases += [(s, k, fuss_catalan_moment(s, k)) for s in (4, 8, 16) for k in (2, 3)]
     for s, k, expected in cases:
         ok, out = _run(name, fn, s, k)

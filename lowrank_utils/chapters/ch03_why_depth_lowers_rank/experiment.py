@@ -16,8 +16,9 @@ As in chapter 2, all draws are batched (a leading draw dimension) and the sizes 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -60,8 +61,8 @@ class ProductConfig(Presets):
     """
 
     # quick: 32 x 32 matrices, 200 draws per depth; full: 64 x 64, 1,000 draws.
-    QUICK = dict(size=32, draws=200)
-    FULL = dict(size=64, draws=1000)
+    QUICK: ClassVar[dict[str, Any]] = dict(size=32, draws=200)
+    FULL: ClassVar[dict[str, Any]] = dict(size=64, draws=1000)
 
     depths: tuple[int, ...] = (1, 2, 4, 8, 16)
     size: int = 32
@@ -209,8 +210,8 @@ class LandscapeConfig(Presets):
     one ``size`` × ``size`` Gaussian weight written as a product of each number of factors in ``depths``."""
 
     # quick: a 16 x 16 weight on a 41 x 41 grid, depths 1, 2, 4; full: 32 x 32 on 101 x 101, depths up to 8.
-    QUICK = dict(size=16, grid=41)
-    FULL = dict(size=32, grid=101, depths=(1, 2, 4, 8))
+    QUICK: ClassVar[dict[str, Any]] = dict(size=16, grid=41)
+    FULL: ClassVar[dict[str, Any]] = dict(size=32, grid=101, depths=(1, 2, 4, 8))
 
     depths: tuple[int, ...] = (1, 2, 4)
     size: int = 16
@@ -247,7 +248,7 @@ def balanced_factors(W: Tensor, depth: int, generator: torch.Generator | None = 
     n = W.shape[0]
     qs = [_haar_orthogonal(n, generator, W.dtype) if generator is not None else torch.eye(n, dtype=W.dtype)
           for _ in range(depth - 1)]
-    left = qs + [U]
+    left = [*qs, U]
     right = [Vh] + [q.T for q in qs]
     return [left[i] @ root @ right[i] for i in range(depth)]
 
@@ -282,10 +283,9 @@ def rank_landscape(config: LandscapeConfig) -> pd.DataFrame:
         factors = balanced_factors(W, depth, g)
         u = filter_normalized_direction(factors, g)
         v = filter_normalized_direction(factors, g)
-        we = None
-        for f, du, dv in zip(factors, u, v):
-            layer = f + a * du + b * dv  # (grid², n, n): every point of the plane at once
-            we = layer if we is None else layer @ we
+        we = factors[0] + a * u[0] + b * v[0]  # (grid², n, n): every point of the plane at once
+        for f, du, dv in zip(factors[1:], u[1:], v[1:], strict=True):
+            we = (f + a * du + b * dv) @ we
         rho = entropy_effective_rank(we)
         frames.append(pd.DataFrame({"depth": depth, "alpha": alpha.flatten().numpy(),
                                     "beta": beta.flatten().numpy(), "rho": rho.numpy()}))
@@ -313,8 +313,8 @@ class VolumeConfig(Presets):
     has ρ < c · log(size), for each c in ``threshold_fractions`` and each factor size in ``sizes``."""
 
     # quick: factors of size 4-32, 400 draws per (size, init, depth); full: sizes up to 64, 2,000 draws.
-    QUICK = dict(sizes=(4, 8, 16, 32), draws=400)
-    FULL = dict(sizes=(4, 8, 16, 32, 64), draws=2000)
+    QUICK: ClassVar[dict[str, Any]] = dict(sizes=(4, 8, 16, 32), draws=400)
+    FULL: ClassVar[dict[str, Any]] = dict(sizes=(4, 8, 16, 32, 64), draws=2000)
 
     depths: tuple[int, ...] = tuple(range(1, 17))
     sizes: tuple[int, ...] = (4, 8, 16, 32)
@@ -373,7 +373,7 @@ def low_rank_fraction(df: pd.DataFrame, thresholds: Sequence[float], by: Sequenc
         n = len(part)
         for tau in thresholds:
             p = float((part["rho"] < tau).mean())
-            rows.append({**dict(zip(by, key)), "threshold": tau, "fraction": p,
+            rows.append({**dict(zip(by, key, strict=True)), "threshold": tau, "fraction": p,
                          "stderr": math.sqrt(p * (1 - p) / n), "draws": n})
     return pd.DataFrame(rows)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,21 +10,22 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from lowrank_utils.plotting import depth_axis, depth_palette, require_columns
+from lowrank_utils.plotting import depth_axis, depth_palette, figure_and_axes, require_columns
 
 
 def plot_product_spectra(spectra: pd.DataFrame, theory: pd.DataFrame | None = None, *,
                          depths: Sequence[int] | None = None) -> Figure:
     """Histograms of log σ² of random products, one panel per depth, with the Fuss–Catalan density of log x.
 
-    ``theory`` is a concatenation of :func:`~lowrank_utils.chapters.ch03_why_depth_lowers_rank.experiment.fuss_catalan_density` frames (its
-    ``order`` column is the depth).
+    ``theory`` is a concatenation of
+    :func:`~lowrank_utils.chapters.ch03_why_depth_lowers_rank.experiment.fuss_catalan_density` frames (its ``order``
+    column is the depth).
     """
     require_columns(spectra, ["depth", "sq_sv"], "plot_product_spectra")
     depths = sorted(spectra["depth"].unique()) if depths is None else list(depths)
     palette = depth_palette(spectra["depth"].unique())
     fig, axes = plt.subplots(1, len(depths), figsize=(3.2 * len(depths), 3.2), sharey=True, squeeze=False)
-    for ax, depth in zip(axes[0], depths):
+    for ax, depth in zip(axes[0], depths, strict=True):
         logx = np.log(spectra.loc[spectra["depth"] == depth, "sq_sv"].to_numpy())
         ax.hist(logx, bins=50, density=True, color=palette[int(depth)], alpha=0.55, label="measured")
         if theory is not None:
@@ -43,10 +44,7 @@ def plot_product_spectra(spectra: pd.DataFrame, theory: pd.DataFrame | None = No
 def plot_product_rank(df: pd.DataFrame, *, ax: plt.Axes | None = None) -> Figure:
     """ρ of random products against depth: median and 5–95 % band of the draws, and the N → ∞ prediction."""
     require_columns(df, ["depth", "rho", "rho_theory"], "plot_product_rank")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (6.0, 3.8))
     stats = df.groupby("depth")["rho"].quantile([0.05, 0.5, 0.95]).unstack()
     ax.fill_between(stats.index, stats[0.05], stats[0.95], alpha=0.25, color="C0", label="5–95 % of draws")
     ax.plot(stats.index, stats[0.5], "o-", color="C0", label="median of draws")
@@ -69,7 +67,7 @@ def plot_rank_landscape(df: pd.DataFrame, *, threshold: float | None = None, cma
     vmin, vmax = df["rho"].min(), df["rho"].max()
     fig, axes = plt.subplots(1, len(depths), figsize=(3.4 * len(depths) + 0.8, 3.4), squeeze=False, sharey=True)
     image = None
-    for ax, depth in zip(axes[0], depths):
+    for ax, depth in zip(axes[0], depths, strict=True):
         grid = df[df["depth"] == depth].pivot(index="beta", columns="alpha", values="rho")
         a, b = grid.columns.to_numpy(), grid.index.to_numpy()
         image = ax.pcolormesh(a, b, grid.to_numpy(), cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest")
@@ -81,7 +79,8 @@ def plot_rank_landscape(df: pd.DataFrame, *, threshold: float | None = None, cma
         ax.set_aspect("equal")
         ax.grid(False)
     axes[0, 0].set_ylabel(r"$\beta$")
-    fig.colorbar(image, ax=list(axes[0]), shrink=0.85, label=r"$\rho(W_e)$, nats")
+    if image is not None:  # one image per depth; the colour scale is shared
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.85, label=r"$\rho(W_e)$, nats")
     return fig
 
 
@@ -89,10 +88,7 @@ def plot_rank_cdf(df: pd.DataFrame, *, depths: Sequence[int] | None = None, thre
                   ax: plt.Axes | None = None) -> Figure:
     """The fraction of draws with ρ below τ, as a function of τ (the empirical CDF), one curve per depth."""
     require_columns(df, ["depth", "rho"], "plot_rank_cdf")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (6.0, 3.8))
     depths = sorted(df["depth"].unique()) if depths is None else sorted(depths)
     palette = depth_palette(depths)
     data = df[df["depth"].isin(depths)]
@@ -110,10 +106,7 @@ def plot_volume(df: pd.DataFrame, *, hue: str = "size", style: str | None = "ini
                 ax: plt.Axes | None = None) -> Figure:
     """The volume curve: the fraction of draws with ρ below each threshold against depth (± one standard error)."""
     require_columns(df, ["depth", "fraction", hue] + ([style] if style else []), "plot_volume")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    else:
-        fig = ax.figure
+    fig, ax = figure_and_axes(ax, (6.5, 3.8))
     data = df.copy()
     if hue == "threshold":
         data["threshold"] = data["threshold"].map(lambda t: f"{t:.2f}")

@@ -1,6 +1,7 @@
-"""Chapter 4b (a task where a rank prior generalises): the code behind ``book/04b`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 4b (a task where a rank prior generalises): the code behind ``book/04b``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

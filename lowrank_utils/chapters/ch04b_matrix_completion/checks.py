@@ -10,7 +10,8 @@ what was measured after the fact.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lowrank_utils.checks import Verdict, call_answer, report, require_answer
 

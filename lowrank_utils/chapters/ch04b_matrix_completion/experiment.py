@@ -21,8 +21,9 @@ is about, which does not run this experiment.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,7 @@ def initial_factors(size: int, depth: int, init_scale: Sequence[float], seeds: S
     if depth == 1:
         return [torch.zeros(len(seeds), size, size, dtype=_DTYPE)]
     draws = []
-    for s, a in zip(seeds, init_scale):
+    for s, a in zip(seeds, init_scale, strict=True):
         g = torch.Generator().manual_seed(stable_seed("completion-init", s, depth, size))
         draws.append(a / math.sqrt(size) * torch.randn(depth, size, size, generator=g, dtype=_DTYPE))
     stacked = torch.stack(draws, dim=1)  # (depth, B, n, n)
@@ -201,7 +202,7 @@ def factorization_fit(truth: Tensor, mask: Tensor, depth: int, *, init_scale: fl
             left, right = suffix[i + 1], prefix[i]
             grad = residual if left is None else left.transpose(-1, -2) @ residual
             grads.append(grad if right is None else grad @ right.transpose(-1, -2))
-        for f, grad in zip(factors, grads):
+        for f, grad in zip(factors, grads, strict=True):
             f.sub_(lr * grad)
         taken = step
         if step % check_every == 0 or step == steps:
@@ -288,8 +289,10 @@ class CompletionConfig(Presets):
     # quick (the defaults, ~25 s on one core): 20 x 20, rank 2, depths 1-4, five seeds, m = 160 and a sweep of six
     # values of m, at most 12,000 steps of gradient descent at step size 0.5 from factors of scale 0.03.
     # full: ten seeds, a finer sweep of m (twelve values), an extra init scale and at most 40,000 steps.
-    FULL = dict(seeds=tuple(range(10)), sweep=(50, 60, 75, 90, 105, 120, 140, 160, 190, 220, 260, 300),
-                init_scales=(0.1, 0.03, 0.01, 0.003, 0.001), steps=40_000)
+    FULL: ClassVar[dict[str, Any]] = dict(
+        seeds=tuple(range(10)), sweep=(50, 60, 75, 90, 105, 120, 140, 160, 190, 220, 260, 300),
+        init_scales=(0.1, 0.03, 0.01, 0.003, 0.001), steps=40_000,
+    )
 
     size: int = 20
     rank: int = 2
@@ -462,8 +465,8 @@ def regression_contrast(in_features: int = 32, out_features: int = 32, rank: int
                         n_test: int = 256, seed: int = 0) -> pd.DataFrame:
     """Chapter 4's under-determined regression task seen as a completion problem: two rank-``rank`` maps that both fit
     the training data exactly -- the minimum-norm least-squares solution W = Y X⁺ and the target W* itself -- and
-    what tells them apart, beside the zero map (the baseline). Columns: solution, rank (singular values above 1e-5 of the largest: the target was made in
-    float32), train_error, test_error (both relative: ‖error‖/‖target‖), and
+    what tells them apart, beside the zero map (the baseline). Columns: solution, rank (singular values above 1e-5
+    of the largest: the target was made in float32), train_error, test_error (both relative: ‖error‖/‖target‖), and
     unseen_share (the share of ‖W‖²_F in the input directions the training inputs do not span)."""
     from lowrank_utils.regression import make_regression_task  # chapter 4's task maker
 

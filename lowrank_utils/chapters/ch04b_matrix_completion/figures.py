@@ -8,7 +8,7 @@ zero, dotted). Lines are medians over seeds, shaded bands or bars span the small
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,7 +37,8 @@ def _baseline(df: pd.DataFrame, method: str, value: str) -> pd.DataFrame:
 def plot_depth_comparison(df: pd.DataFrame, *, threshold: float | None = 0.1) -> Figure:
     """At one number of observations: test error (left, log scale) and ρ of the completed matrix (right) against
     depth, each seed a dot and the median a line, with the baselines as horizontal lines."""
-    require_columns(df, ["method", "depth", "seed", "test_error", "rho", "target_rho", "n_observed"], "plot_depth_comparison")
+    require_columns(df, ["method", "depth", "seed", "test_error", "rho", "target_rho", "n_observed"],
+                    "plot_depth_comparison")
     if df["n_observed"].nunique() != 1:
         raise ValueError("plot_depth_comparison draws one number of observations; select it first "
                          "(e.g. df[df.n_observed == m]).")
@@ -58,7 +59,8 @@ def plot_depth_comparison(df: pd.DataFrame, *, threshold: float | None = 0.1) ->
         if value == "test_error":
             ax.axhline(1.0, color="grey", linestyle=":", label="predict 0 (= depth 1)")
             if threshold is not None:
-                ax.axhline(threshold, color="tab:red", linewidth=0.8, alpha=0.6, label=f"recovery threshold {threshold}")
+                ax.axhline(threshold, color="tab:red", linewidth=0.8, alpha=0.6,
+                           label=f"recovery threshold {threshold}")
             ax.set_yscale("log")
             ax.set_ylabel(_ERR)
         else:
@@ -181,7 +183,7 @@ def plot_completion_examples(examples: pd.DataFrame, *, cmap: str = "RdBu_r") ->
     fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels) + 0.8, 2.7), squeeze=False,
                              layout="constrained")
     image = None
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         part = examples[examples["panel"] == panel]
         grid = part.pivot(index="row", columns="col", values="value").to_numpy()
         image = ax.imshow(grid, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
