@@ -14,8 +14,10 @@ device.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeAlias
 
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 __all__ = [
@@ -25,21 +27,27 @@ __all__ = [
     "roy_vetterli_rank",
     "naive_entropy_effective_rank",
     "stable_rank",
+    "gram_features",
     "gram",
     "cosine_gram",
     "gram_effective_rank",
 ]
 
+Matrix: TypeAlias = Tensor | ArrayLike
+"""What the functions here accept: a tensor, or anything ``torch.as_tensor`` reads (a NumPy array, nested lists)."""
+
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _as_matrix(x: Tensor, name: str = "A") -> Tensor:
+def _as_matrix(x: Matrix, name: str = "A") -> Tensor:
     """Check that ``x`` is a finite, real, non-empty (batch of) matrix; return it as a float tensor."""
     if not isinstance(x, Tensor):
         try:
             x = torch.as_tensor(x)
         except Exception as err:  # pragma: no cover - exotic inputs
-            raise ValueError(f"{name} must be a torch tensor or an array-like of numbers, got {type(x).__name__}") from err
+            raise ValueError(
+                f"{name} must be a torch tensor or an array-like of numbers, got {type(x).__name__}"
+            ) from err
     if x.ndim < 2:
         raise ValueError(
             f"{name} must be a matrix or a batch of matrices (at least 2 dimensions), got shape {tuple(x.shape)}. "
@@ -86,18 +94,18 @@ def _entropy_of_spectrum(s: Tensor, name: str) -> Tensor:
     return torch.special.entr(p).sum(dim=-1)
 
 
-def singular_values(A: Tensor) -> Tensor:
+def singular_values(A: Matrix) -> Tensor:
     """Singular values of a (batch of) matrix, in descending order, on the input's device."""
     A = _as_matrix(A)
     return torch.linalg.svdvals(A)
 
 
-def normalized_spectrum(A: Tensor) -> Tensor:
+def normalized_spectrum(A: Matrix) -> Tensor:
     """Singular values divided by their sum (the distribution whose entropy is ρ)."""
     return _normalise(singular_values(A), "A")
 
 
-def entropy_effective_rank(A: Tensor, *, symmetric_psd: bool = False) -> Tensor:
+def entropy_effective_rank(A: Matrix, *, symmetric_psd: bool = False) -> Tensor:
     """The paper's effective rank ρ(A): entropy in nats of the normalised singular values.
 
     Set ``symmetric_psd=True`` for Gram/covariance matrices: their singular values are their eigenvalues, and
@@ -109,7 +117,7 @@ def entropy_effective_rank(A: Tensor, *, symmetric_psd: bool = False) -> Tensor:
     return _entropy_of_spectrum(singular_values(A), "A")
 
 
-def roy_vetterli_rank(A: Tensor, *, symmetric_psd: bool = False) -> Tensor:
+def roy_vetterli_rank(A: Matrix, *, symmetric_psd: bool = False) -> Tensor:
     """Roy & Vetterli's effective rank exp(ρ(A)), a real number between 1 and min(m, n)."""
     return torch.exp(entropy_effective_rank(A, symmetric_psd=symmetric_psd))
 
@@ -121,7 +129,7 @@ def naive_entropy_effective_rank(A: Tensor) -> Tensor:
     return -(p * p.log()).sum(dim=-1)
 
 
-def stable_rank(A: Tensor) -> Tensor:
+def stable_rank(A: Matrix) -> Tensor:
     """Stable rank ‖A‖_F² / ‖A‖₂²: a smooth lower bound on the rank, between 1 and rank(A)."""
     s = singular_values(A)
     top = s[..., 0]
@@ -158,7 +166,7 @@ def _eigvalsh(K: Tensor) -> Tensor:
     return evals.reshape(*K.shape[:-1])
 
 
-def _psd_eigenvalues(K: Tensor) -> Tensor:
+def _psd_eigenvalues(K: Matrix) -> Tensor:
     K = _as_matrix(K, "K")
     if K.shape[-1] != K.shape[-2]:
         raise ValueError(f"K must be square to be a Gram matrix, got shape {tuple(K.shape)}.")
@@ -184,31 +192,44 @@ def _psd_eigenvalues(K: Tensor) -> Tensor:
     return evals.clamp_min(0).flip(-1)
 
 
-def gram(features: Tensor, *, center: bool = False) -> Tensor:
+def gram_features(features: Matrix, *, center: bool = False, cosine: bool = False) -> Tensor:
+    """The features Φ̃ a Gram matrix is formed from: Φ (..., n_samples, n_features), centred over the samples
+    (``center``) and then scaled to unit-length rows (``cosine``; a zero row stays zero)."""
+    features = _as_matrix(features, "features")
+    if center:
+        features = features - features.mean(dim=-2, keepdim=True)
+    if cosine:
+        features = torch.nn.functional.normalize(features, dim=-1)
+    return features
+
+
+def gram(features: Matrix, *, center: bool = False) -> Tensor:
     """Gram matrix K = Φ Φᵀ of features Φ with shape (..., n_samples, n_features).
 
     ``center=True`` subtracts the mean feature vector first (K = H Φ Φᵀ H), which removes the single large
     eigenvalue that a shared offset (e.g. non-negative ReLU features) puts in K.
     """
-    features = _as_matrix(features, "features")
-    if center:
-        features = features - features.mean(dim=-2, keepdim=True)
-    return features @ features.mT
+    phi = gram_features(features, center=center)
+    return phi @ phi.mT
 
 
-def cosine_gram(features: Tensor, *, center: bool = False) -> Tensor:
+def cosine_gram(features: Matrix, *, center: bool = False) -> Tensor:
     """Cosine-similarity Gram matrix: each sample's feature vector is scaled to unit length first.
 
     A sample whose feature vector is exactly zero has no direction; its row and column stay zero.
     """
-    features = _as_matrix(features, "features")
-    if center:
-        features = features - features.mean(dim=-2, keepdim=True)
-    unit = torch.nn.functional.normalize(features, dim=-1)
-    return unit @ unit.mT
+    phi = gram_features(features, center=center, cosine=True)
+    return phi @ phi.mT
 
 
-def gram_effective_rank(features: Tensor, *, center: bool = False, cosine: bool = False) -> Tensor:
-    """ρ of the Gram matrix of ``features`` (rows are samples), computed with the fast symmetric path."""
-    K = cosine_gram(features, center=center) if cosine else gram(features, center=center)
-    return entropy_effective_rank(K, symmetric_psd=True)
+def gram_effective_rank(features: Matrix, *, center: bool = False, cosine: bool = False) -> Tensor:
+    """ρ of the Gram matrix of ``features`` (rows are samples; K as :func:`gram` or :func:`cosine_gram` form it).
+
+    The one place where the book measures ρ(K) from features. K = Φ̃Φ̃ᵀ (n × n) and Φ̃ᵀΦ̃ (f × f) share their non-zero
+    eigenvalues, so the smaller of the two goes to the symmetric eigensolver; the extra zero eigenvalues of the
+    larger one add nothing to ρ.
+    """
+    phi = gram_features(features, center=center, cosine=cosine)
+    small = phi @ phi.mT if phi.shape[-2] <= phi.shape[-1] else phi.mT @ phi
+    # Exact symmetry, so that the eigensolver (which reads one triangle) and its symmetry check see the same matrix.
+    return entropy_effective_rank((small + small.mT) / 2, symmetric_psd=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import torch
@@ -29,7 +30,7 @@ from lowrank_utils.models import (
     make_activation,
 )
 from lowrank_utils.presets import Presets
-from lowrank_utils.rank import cosine_gram, entropy_effective_rank, gram
+from lowrank_utils.rank import entropy_effective_rank, gram_effective_rank, gram_features
 from lowrank_utils.runtime import cpu_threads, stable_seed
 
 GRAM_MODES: tuple[str, ...] = ("raw", "centered", "cosine", "centered_cosine")
@@ -54,9 +55,9 @@ class RandomInitConfig(Presets):
     """
 
     # quick: width 32, 64 inputs in K, 200 draws per (activation, init, depth) -- a CPU run.
-    QUICK = dict(width=32, n_samples=64, draws=200)
+    QUICK: ClassVar[dict[str, Any]] = dict(width=32, n_samples=64, draws=200)
     # full: width 64, 128 inputs in K, 1,000 draws, and a wider sweep of widths.
-    FULL = dict(width=64, n_samples=128, draws=1000, sweep_widths=(16, 32, 64, 128, 256))
+    FULL: ClassVar[dict[str, Any]] = dict(width=64, n_samples=128, draws=1000, sweep_widths=(16, 32, 64, 128, 256))
 
     depths: tuple[int, ...] = (1, 2, 4, 8, 16)
     activations: tuple[str, ...] = ("linear", "relu")
@@ -179,42 +180,28 @@ def gaussian_inputs(n_samples: int, in_features: int, seed: int = 0, dtype: torc
     return torch.randn(n_samples, in_features, generator=g, dtype=dtype)
 
 
-def _prepare(phi: Tensor, mode: str) -> Tensor:
+def _gram_options(mode: str) -> dict[str, bool]:
+    """The ``center`` and ``cosine`` options of :mod:`lowrank_utils.rank` that form K as ``mode`` says."""
     if mode not in GRAM_MODES:
         raise ValueError(f"unknown gram mode {mode!r}; choose one of {', '.join(GRAM_MODES)}.")
-    if mode in ("centered", "centered_cosine"):
-        phi = phi - phi.mean(dim=-2, keepdim=True)
-    if mode in ("cosine", "centered_cosine"):
-        phi = torch.nn.functional.normalize(phi, dim=-1)
-    return phi
+    return {"center": mode in ("centered", "centered_cosine"), "cosine": mode in ("cosine", "centered_cosine")}
 
 
 def output_gram(phi: Tensor, mode: str = "centered") -> Tensor:
     """K (n × n) from outputs Φ (..., n, features), formed as ``mode`` says (see :data:`GRAM_MODES`)."""
-    if mode not in GRAM_MODES:
-        raise ValueError(f"unknown gram mode {mode!r}; choose one of {', '.join(GRAM_MODES)}.")
-    center = mode in ("centered", "centered_cosine")
-    if mode in ("cosine", "centered_cosine"):
-        return cosine_gram(phi, center=center)
-    return gram(phi, center=center)
+    prepared = gram_features(phi, **_gram_options(mode))
+    return prepared @ prepared.mT
 
 
 def gram_rho(phi: Tensor, mode: str = "centered") -> Tensor:
-    """ρ(K) for outputs Φ (..., n, features), batched, through the symmetric eigenvalue path.
-
-    K = Φ̃Φ̃ᵀ (Φ̃ is Φ centred/normalised per ``mode``) and Φ̃ᵀΦ̃ share their non-zero eigenvalues, so ρ(K) is
-    computed from whichever of the two is smaller; the zero eigenvalues of the larger one add nothing to ρ.
-    """
-    phi = _prepare(phi, mode)
-    n, f = phi.shape[-2], phi.shape[-1]
-    small = phi @ phi.mT if n <= f else phi.mT @ phi
-    small = (small + small.mT) / 2  # exact symmetry for the eigensolver's check
-    return entropy_effective_rank(small, symmetric_psd=True)
+    """ρ(K) for outputs Φ (..., n, features), batched: :func:`lowrank_utils.rank.gram_effective_rank` with K formed
+    as ``mode`` says (it measures the smaller of Φ̃Φ̃ᵀ and Φ̃ᵀΦ̃, which share their non-zero eigenvalues)."""
+    return gram_effective_rank(phi, **_gram_options(mode))
 
 
 def _collapse_safe_rho(phi: Tensor, mode: str) -> tuple[Tensor, Tensor]:
     """ρ(K) per draw, and a mask of draws whose K is zero (every input mapped to the same output), given ρ = 0."""
-    prepared = _prepare(phi, mode)
+    prepared = gram_features(phi, **_gram_options(mode))
     size = prepared.flatten(-2).norm(dim=-1)
     reference = phi.flatten(-2).norm(dim=-1)
     collapsed = size <= 1e-9 * reference.clamp_min(torch.finfo(phi.dtype).tiny)
@@ -284,7 +271,7 @@ def _frame(config: RandomInitConfig, width: int, modes: Sequence[str]) -> pd.Dat
     for init in config.inits:
         for depth in config.depths:
             per_activation = _simulate(config, config.activations, init, depth, width=width, modes=modes)
-            for activation, by_mode in zip(config.activations, per_activation):
+            for activation, by_mode in zip(config.activations, per_activation, strict=True):
                 for mode, rho in by_mode.items():
                     frames.append(pd.DataFrame({
                         "activation": activation, "init": init, "depth": depth, "gram_mode": mode,
