@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
 
-.PHONY: all env book execute student system-deps test test-slow test-unit test-notebooks test-colab bench clean help
+.PHONY: all env book execute student system-deps lint test test-slow test-unit test-notebooks test-colab bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ --/'
@@ -35,7 +35,12 @@ student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from boo
 system-deps:  ## install Chromium, chromedriver and Debian's Fashion-MNIST when missing (apt-get, if permitted)
 	@scripts/install_system_deps.sh
 
-test: $(STAMP) system-deps  ## run every test but the slow ones: unit tests, nbval, the stub grading round trip, the site in Chromium
+lint: $(STAMP)  ## ruff (code and notebooks) and mypy, configured in pyproject.toml: both must report nothing
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+# lint runs first (a few seconds), so a finding stops `make test` before the long tests start.
+test: $(STAMP) lint system-deps  ## lint, then every test but the slow ones: unit tests, nbval, the stub grading round trip, the site in Chromium
 	LOWRANK_SCALE=quick $(PY) -m pytest -n auto --dist loadfile --durations=15 -m "not slow"
 
 test-slow: $(STAMP)  ## the tests marked slow: nbgrader grading of every chapter's reference solutions (CI runs it)
