@@ -54,25 +54,47 @@ def rank_table(matrices: dict[str, Tensor]) -> pd.DataFrame:
 
 
 def spectra_table(matrices: dict[str, Tensor]) -> pd.DataFrame:
-    """Tidy normalised spectra: one row per (matrix, singular value index)."""
+    """Tidy normalised spectra: one row per (matrix, singular value index).
+
+    ``numerically_zero`` marks the singular values below ``max(m, n) * eps * sigma_1``, the default tolerance of
+    ``torch.linalg.matrix_rank``: zero up to rounding, so a log-scale plot should leave them out.
+    """
     frames = []
     for name, A in matrices.items():
         p = normalized_spectrum(A)
-        frames.append(pd.DataFrame({"matrix": name, "index": range(1, len(p) + 1), "normalized_sv": p.tolist()}))
+        # p is sorted in decreasing order, so p[0] is sigma_1 / sum(sigma) and the tolerance scales with it.
+        tol = max(A.shape[-2:]) * torch.finfo(p.dtype).eps * p[0]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "matrix": name,
+                    "index": range(1, len(p) + 1),
+                    "normalized_sv": p.tolist(),
+                    "numerically_zero": (p < tol).tolist(),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def gram_vs_features(features: Tensor) -> pd.DataFrame:
-    """ρ of a feature matrix Φ (rows are samples) next to ρ of its Gram matrices: plain, centred, cosine."""
-    variants = {
-        "features Φ": (features, False),
-        "K = ΦΦᵀ": (gram(features), True),
-        "centred K": (gram(features, center=True), True),
-        "cosine K": (cosine_gram(features), True),
+    """ρ of a feature matrix Φ (rows are samples) and ρ of its Gram matrix, with the same treatment applied to both:
+    none (Φ and ΦΦᵀ), centred (Φ - mean and its Gram matrix) and cosine (unit-length rows and their Gram matrix)."""
+    centred = features - features.mean(dim=-2, keepdim=True)
+    # A zero row has no direction; normalize leaves it zero, as cosine_gram does.
+    unit = torch.nn.functional.normalize(features, dim=-1)
+    treated = {
+        "none": (features, gram(features)),
+        "centred": (centred, gram(features, center=True)),
+        "cosine": (unit, cosine_gram(features)),
     }
     rows = [
-        {"matrix": name, "rho": float(entropy_effective_rank(M, symmetric_psd=psd))}
-        for name, (M, psd) in variants.items()
+        {
+            "treatment": name,
+            "rho(features)": float(entropy_effective_rank(phi)),
+            "rho(Gram)": float(entropy_effective_rank(K, symmetric_psd=True)),
+        }
+        for name, (phi, K) in treated.items()
     ]
     return pd.DataFrame(rows)
 
