@@ -18,6 +18,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import torch
+
 
 class Verdict:
     """A checker's result: truthy on PASS. It is printed when made, so a notebook does not echo it again."""
@@ -87,6 +89,41 @@ def call_answer(name: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, An
     except Exception as err:  # a student's bug is feedback, not a crash
         report(name, False, f"your function raised {type(err).__name__}: {err}")
         return False, None  # already reported
+
+
+def number_answer(name: str, fn: Callable[..., Any], *args: Any, call: str = "your function") -> float | Verdict:
+    """Run a student's ``fn(*args)`` and read the result as one number (a number, or a one-element tensor or list).
+
+    Returns the number; when ``fn`` raised or returned something else, the falsy :class:`Verdict` already reported,
+    which the checker returns as it is (``if isinstance(value, Verdict): return value``). ``call`` names the call in
+    the hint, e.g. ``f"fn({n}, {d})"``.
+    """
+    ok, out = call_answer(name, fn, *args)
+    if not ok:
+        return Verdict(name, False)
+    try:
+        return float(out)
+    except (TypeError, ValueError, RuntimeError):
+        pass
+    try:
+        return float(torch.as_tensor(out, dtype=torch.float64))  # float64: a list of one Python float stays exact
+    except Exception:  # whatever the answer was, it is not one number
+        return report(name, False, f"{call} returned {out!r}, not a single number.")
+
+
+def tensor_answer(name: str, fn: Callable[..., Any], *args: Any, call: str = "your function") -> torch.Tensor | Verdict:
+    """Run a student's ``fn(*args)`` and read the result as a float64 tensor (from a tensor, an array or lists).
+
+    Returns the tensor (detached); when ``fn`` raised or returned something else, the falsy :class:`Verdict` already
+    reported, as :func:`number_answer` does.
+    """
+    ok, out = call_answer(name, fn, *args)
+    if not ok:
+        return Verdict(name, False)
+    try:
+        return torch.as_tensor(out, dtype=torch.float64).detach()
+    except Exception:  # whatever the answer was, it is not an array of numbers
+        return report(name, False, f"{call} returned {type(out).__name__}, not a tensor of numbers.")
 
 
 def require_answer(name: str, value: Any) -> None:

@@ -177,3 +177,19 @@ def test_progress_bars_follow_tqdm_disable(monkeypatch: pytest.MonkeyPatch) -> N
     assert lu.progress_enabled(True) and not lu.progress_enabled(False)
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert not lu.progress_enabled(True)
+
+
+def test_answer_readers_return_the_value_or_the_reported_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    from lowrank_utils.checks import Verdict, number_answer, tensor_answer
+
+    assert number_answer("x", lambda: 6.4) == 6.4
+    assert number_answer("x", lambda: [6.4]) == 6.4  # a one-element list, read in float64: exact
+    assert number_answer("x", lambda: torch.tensor([[2.5]])) == 2.5
+    for bad in (lambda: "six", lambda: [1.0, 2.0], lambda: 1 / 0):
+        verdict = number_answer("x", bad, call="fn(3)")
+        assert isinstance(verdict, Verdict) and not verdict
+    out = capsys.readouterr().out
+    assert "fn(3) returned 'six', not a single number" in out and "ZeroDivisionError" in out
+    K = tensor_answer("K", lambda: [[1, 2], [3, 4]])
+    assert isinstance(K, torch.Tensor) and K.dtype == torch.float64 and K.shape == (2, 2)
+    assert not tensor_answer("K", lambda: {"not": "numbers"})

@@ -81,9 +81,10 @@ def _write_root_index(app: Any, exception: Exception | None) -> None:
     first = f"{app.config.master_doc}.html"
     icon = Path(app.config.html_favicon or "").name
     icon_link = f'<link rel="icon" href="_static/{icon}">' if icon else ""
+    title = html.escape(str(app.config.html_title or app.config.project))
     (Path(app.outdir) / "index.html").write_text(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{icon_link}'
-        f'<meta http-equiv="Refresh" content="0; url={first}"><title>{html.escape(str(app.config.html_title or app.config.project))}'
+        f'<meta http-equiv="Refresh" content="0; url={first}"><title>{title}'
         f'</title></head>\n<body><p><a href="{first}">Go to the course</a></p></body></html>\n', encoding="utf8")
 
 

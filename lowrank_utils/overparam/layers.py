@@ -313,6 +313,17 @@ class OverparamLayer(nn.Module):
         return plain
 
     # ----------------------------------------------------------------------------------- keep a function
+    def _adopt(
+        self, module: nn.Linear | nn.Conv2d, *, keep_function: bool, noise_std: float,
+        generator: torch.Generator | None,
+    ) -> None:
+        """The end of ``from_module``: take ``module``'s train/eval mode and, with ``keep_function``, its function."""
+        if keep_function:
+            bias = None if module.bias is None else module.bias.detach()
+            self._fill_from(algebra.as_kernel(module.weight.detach()), bias, noise_std=noise_std, generator=generator,
+                            training=module.training)
+        self.train(module.training)
+
     def _fill_from(
         self, weight: Tensor, bias: Tensor | None, *, noise_std: float, generator: torch.Generator | None,
         training: bool,
@@ -417,12 +428,7 @@ class OverparamLinear(OverparamLayer):
             linear.in_features, linear.out_features, depth=depth, width=width, bias=linear.bias is not None,
             device=w.device, dtype=w.dtype, **options,
         )
-        if keep_function:
-            bias = None if linear.bias is None else linear.bias.detach()
-            layer._fill_from(
-                algebra.as_kernel(w.detach()), bias, noise_std=noise_std, generator=generator, training=linear.training
-            )
-        layer.train(linear.training)
+        layer._adopt(linear, keep_function=keep_function, noise_std=noise_std, generator=generator)
         return layer
 
     def extra_repr(self) -> str:
@@ -586,10 +592,7 @@ class OverparamConv2d(OverparamLayer):
             padding=(pad[0] + extra[0], pad[1] + extra[1]), groups=conv.groups, width=width,
             bias=conv.bias is not None, device=w.device, dtype=w.dtype, **options,
         )
-        if keep_function:
-            bias = None if conv.bias is None else conv.bias.detach()
-            layer._fill_from(w.detach(), bias, noise_std=noise_std, generator=generator, training=conv.training)
-        layer.train(conv.training)
+        layer._adopt(conv, keep_function=keep_function, noise_std=noise_std, generator=generator)
         return layer
 
     def extra_repr(self) -> str:

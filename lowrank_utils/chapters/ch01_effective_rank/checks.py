@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lowrank_utils.checks import Verdict, call_answer, check_close, report
+from lowrank_utils.checks import Verdict, check_close, number_answer, report
 
 
 def check_entropy_rank_function(
@@ -22,13 +22,9 @@ def check_entropy_rank_function(
          -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))),
     ]
     for label, A, expected in cases:
-        ok, out = call_answer(name, fn, A)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(torch.as_tensor(out))
-        except Exception:
-            return report(name, False, f"on {label} your function returned {out!r}, not a single number.")
+        value = number_answer(name, fn, A, call=f"on {label} your function")
+        if isinstance(value, Verdict):
+            return value
         if math.isnan(value):
             return report(name, False, f"on {label} you returned NaN: a zero singular value gives 0 * log 0. "
                                        "Drop zeros first, or use torch.special.entr.")

@@ -12,8 +12,7 @@ from lowrank_utils.chapters.ch02_random_initialization.experiment import (
     RandomInitConfig,
     random_network_rhos,
 )
-from lowrank_utils.checks import Verdict, check_choice, report, require_answer
-from lowrank_utils.checks import call_answer as _run
+from lowrank_utils.checks import Verdict, check_choice, report, require_answer, tensor_answer
 from lowrank_utils.rank import gram
 
 SOFTPLUS_GAIN = math.sqrt(2.0)
@@ -32,13 +31,9 @@ def check_centered_gram(fn: Callable[[torch.Tensor], Any], name: str = "centred 
         "a single sample repeated (4 x 3)": torch.ones(4, 3, dtype=torch.float64),
     }
     for label, phi in cases.items():
-        ok, out = _run(name, fn, phi.clone())
-        if not ok:
-            return Verdict(name, False)
-        try:
-            K = torch.as_tensor(out, dtype=torch.float64)
-        except Exception:
-            return report(name, False, f"on {label} you returned {type(out).__name__}, not a matrix.")
+        K = tensor_answer(name, fn, phi.clone(), call=f"on {label} your function")
+        if isinstance(K, Verdict):
+            return K
         n = phi.shape[0]
         if K.shape != (n, n):
             return report(name, False, f"on {label} K should be {n} x {n} (samples x samples), got "

@@ -14,8 +14,7 @@ from lowrank_utils.chapters.ch03_why_depth_lowers_rank.experiment import (
     fuss_catalan_moment,
     low_rank_fraction,
 )
-from lowrank_utils.checks import Verdict, report
-from lowrank_utils.checks import call_answer as _run
+from lowrank_utils.checks import Verdict, call_answer, number_answer, report
 
 
 def check_participation_prediction(fn: Callable[[int, int], Any],
@@ -24,13 +23,9 @@ def check_participation_prediction(fn: Callable[[int, int], Any],
     singular values s = σ² of a product of d random N x N matrices (first moment 1, second moment d + 1)."""
     cases = [(32, 1), (32, 4), (64, 2), (100, 9), (16, 16), (7, 3)]
     for n, d in cases:
-        ok, out = _run(name, fn, n, d)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(out)
-        except (TypeError, ValueError):
-            return report(name, False, f"fn({n}, {d}) returned {out!r}, not a number.")
+        value = number_answer(name, fn, n, d, call=f"fn({n}, {d})")
+        if isinstance(value, Verdict):
+            return value
         expected = n / (d + 1)
         if math.isclose(value, expected, rel_tol=1e-9):
             continue
@@ -51,18 +46,22 @@ def check_fuss_catalan_moment(fn: Callable[[int, int], Any], name: str = "Fuss�
     ]
     cases += [(s, k, fuss_catalan_moment(s, k)) for s in (4, 8, 16) for k in (2, 3)]
     for s, k, expected in cases:
-        ok, out = _run(name, fn, s, k)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(out)
-        except (TypeError, ValueError):
-            return report(name, False, f"fn({s}, {k}) returned {out!r}, not a number.")
+        value = number_answer(name, fn, s, k, call=f"fn({s}, {k})")
+        if isinstance(value, Verdict):
+            return value
         if not math.isclose(value, expected, rel_tol=1e-6):
             hint = "for s = 1 these are the Catalan numbers 1, 2, 5, 14." if s == 1 else \
                 "the k-th moment is binom((s+1)k, k) / (sk + 1)."
             return report(name, False, f"fn({s}, {k}) = {value:.6g}, expected {expected:.6g}; {hint}")
     return report(name, True)
+
+
+def _fractions(out: Any) -> dict[int, float] | None:
+    """A student's ``{depth: fraction}`` answer with int keys and float values, or None when it is not one."""
+    try:
+        return {int(k): float(v) for k, v in dict(out).items()}
+    except Exception:  # whatever the answer was, it is not such a dict
+        return None
 
 
 def check_fraction_below(fn: Callable[[pd.DataFrame, float], Any], data: pd.DataFrame | None = None,
@@ -72,25 +71,23 @@ def check_fraction_below(fn: Callable[[pd.DataFrame, float], Any], data: pd.Data
     First on a small table with a known answer (values equal to τ do not count), then on ``data`` when given.
     """
     toy = pd.DataFrame({"depth": [1, 1, 1, 1, 2, 2, 2, 2], "rho": [3.0, 2.0, 1.5, 1.0, 1.4, 1.0, 0.5, 2.5]})
-    ok, out = _run(name, fn, toy, 1.5)
+    ok, out = call_answer(name, fn, toy, 1.5)
     if not ok:
         return Verdict(name, False)
     expected = {1: 0.25, 2: 0.75}
-    try:
-        got = {int(k): float(v) for k, v in dict(out).items()}
-    except Exception:
+    got = _fractions(out)
+    if got is None:
         return report(name, False, f"return a dict {{depth: fraction}}, got {type(out).__name__}.")
     if got.keys() != expected.keys() or any(abs(got[d] - expected[d]) > 1e-9 for d in expected):
         hint = "count rho strictly below tau (rho < tau), per depth, divided by the number of draws at that depth."
         return report(name, False, f"on a small table you returned {got}, expected {expected}: {hint}")
     if data is not None:
-        ok, out = _run(name, fn, data, tau)
+        ok, out = call_answer(name, fn, data, tau)
         if not ok:
             return Verdict(name, False)
         reference = low_rank_fraction(data, [tau]).set_index("depth")["fraction"]
-        try:
-            got = {int(k): float(v) for k, v in dict(out).items()}
-        except Exception:
+        got = _fractions(out)
+        if got is None:
             return report(name, False, f"return a dict {{depth: fraction}}, got {type(out).__name__}.")
         if got.keys() != set(int(d) for d in reference.index) or any(
                 abs(got[int(d)] - float(p)) > 1e-9 for d, p in reference.items()):
@@ -107,7 +104,7 @@ def check_two_factors(fn: Callable[[torch.Tensor], Any], name: str = "a balanced
         "diag(4, 1, 0.25)": torch.diag(torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64)),
     }
     for label, W in cases.items():
-        ok, out = _run(name, fn, W.clone())
+        ok, out = call_answer(name, fn, W.clone())
         if not ok:
             return Verdict(name, False)
         try:

@@ -16,7 +16,7 @@ As in chapter 2, all draws are batched (a leading draw dimension) and the sizes 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -95,14 +95,19 @@ def random_products(
     return w
 
 
-def _product_svals(config: ProductConfig, depth: int) -> Tensor:
+def _over_products(config: ProductConfig, depth: int, measure: Callable[[Tensor], Tensor]) -> Tensor:
+    """``measure`` of all ``config.draws`` products of one depth, drawn in blocks of ``_BLOCK`` (on the CPU)."""
     out = []
     for block, start in enumerate(range(0, config.draws, _BLOCK)):
         size = min(_BLOCK, config.draws - start)
         w = random_products(depth, config.size, size, init=config.init, seed=config.seed,
                             dtype=_DTYPES[config.dtype], device=config.device, block=block)
-        out.append(torch.linalg.svdvals(w).cpu())
+        out.append(measure(w).cpu())
     return torch.cat(out)
+
+
+def _product_svals(config: ProductConfig, depth: int) -> Tensor:
+    return _over_products(config, depth, torch.linalg.svdvals)
 
 
 @_on_config_threads
@@ -138,13 +143,7 @@ def product_rank(config: ProductConfig) -> pd.DataFrame:
 
 
 def _rho_of_products(config: ProductConfig, depth: int) -> Tensor:
-    out = []
-    for block, start in enumerate(range(0, config.draws, _BLOCK)):
-        size = min(_BLOCK, config.draws - start)
-        w = random_products(depth, config.size, size, init=config.init, seed=config.seed,
-                            dtype=_DTYPES[config.dtype], device=config.device, block=block)
-        out.append(entropy_effective_rank(w).cpu().double())
-    return torch.cat(out)
+    return _over_products(config, depth, entropy_effective_rank).double()
 
 
 def _check_order(s: int) -> None:
@@ -223,8 +222,7 @@ class LandscapeConfig(Presets):
         object.__setattr__(self, "depths", check.integers("depths", self.depths))
         check.integer("size", self.size, 2)
         check.integer("grid", self.grid, 2)
-        if not (isinstance(self.span, (int, float)) and math.isfinite(self.span) and self.span > 0):
-            raise ValueError(f"span must be a positive number, got {self.span!r}.")
+        check.number("span", self.span)
         check.integer("seed", self.seed, 0)
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from lowrank_utils.checks import Verdict, call_answer, report, require_answer
+from lowrank_utils.checks import Verdict, number_answer, report, require_answer
 
 DEEP_START_OPTIONS: tuple[str, ...] = ("recovers", "stays at zero", "diverges")
 """The answers offered in exercise 4b.2 (what a depth-5 factorisation does from the chapter's initial scale)."""
@@ -31,13 +31,9 @@ def check_degrees_of_freedom(fn: Callable[[int, int], Any], name: str = "degrees
     """Check ``fn(n, r)`` against the dimension r(2n − r) of the n × n rank-r matrices, on several (n, r)."""
     cases = [(20, 2), (20, 1), (30, 5), (7, 7), (100, 3)]
     for n, r in cases:
-        ok, out = call_answer(name, fn, n, r)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(out)
-        except (TypeError, ValueError):
-            return report(name, False, f"for n={n}, r={r} your function returned {out!r}, not a number.")
+        value = number_answer(name, fn, n, r, call=f"for n={n}, r={r} your function")
+        if isinstance(value, Verdict):
+            return value
         expected = degrees_of_freedom(n, r)
         if not math.isclose(value, expected):
             hint = f"for n={n}, r={r} you returned {value:g}; expected {expected}."
