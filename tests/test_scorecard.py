@@ -23,6 +23,12 @@ PROVENANCE = {
 }
 
 
+def _frames(name: str, root: Path | None = None) -> dict[str, pd.DataFrame]:
+    frames = sc.stored_frames(name, root)
+    assert frames is not None, name
+    return frames
+
+
 def _store(path: Path, frames: dict[str, list[dict]], **extra: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**PROVENANCE, **extra, "frames": frames}))
@@ -58,14 +64,14 @@ def test_the_card_covers_every_claim_and_links_real_chapters() -> None:
 def test_stored_frames_reads_files_folders_and_refuses_untraceable_results(tmp_path: Path) -> None:
     assert sc.stored_frames("nothing", tmp_path) is None
     _store(tmp_path / "one.json", {"summary": [{"depth": 1, "x": 2.0}]})
-    assert sc.stored_frames("one", tmp_path)["summary"]["x"].tolist() == [2.0]
+    assert _frames("one", tmp_path)["summary"]["x"].tolist() == [2.0]
     # the older format with a top-level 'results' list
     (tmp_path / "old.json").write_text(json.dumps({**PROVENANCE, "results": [{"depth": 2}]}))
-    assert sc.stored_frames("old", tmp_path)["results"]["depth"].tolist() == [2]
+    assert _frames("old", tmp_path)["results"]["depth"].tolist() == [2]
     # a folder of one file per run is concatenated
     for seed in (0, 1):
         _store(tmp_path / "runs" / f"run{seed}.json", {"run": [{"seed": seed}]})
-    assert sorted(sc.stored_frames("runs", tmp_path)["run"]["seed"]) == [0, 1]
+    assert sorted(_frames("runs", tmp_path)["run"]["seed"]) == [0, 1]
     (tmp_path / "bad.json").write_text(json.dumps({"frames": {}}))
     with pytest.raises(ValueError, match="provenance"):
         sc.stored_frames("bad", tmp_path)
@@ -167,6 +173,6 @@ def test_entry_refuses_an_unknown_verdict() -> None:
 def test_counts_match_the_stored_tables() -> None:
     counts = sc.trained_network_counts()
     for row in counts.itertuples(index=False):
-        table = sc.stored_frames(row[0])[row[1]]
+        table = _frames(row[0])[row[1]]
         assert 0 < row[2] <= len(table)
     assert isinstance(sc.stored_runs_read(), pd.DataFrame)

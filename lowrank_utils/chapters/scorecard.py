@@ -271,17 +271,13 @@ def trained_activations() -> Entry:
     falls = int((rho[hi] < rho[lo]).sum())
     rises = int((test[hi] > test[lo]).sum())
     zero = _baseline(table, "zero")
-    worse = None if zero is None else int((test[hi] > zero).sum())
+    beaten = 0 if zero is None else int((test[hi] < zero).sum())
     stored = (
         f"median ρ(K) after training, depth {lo} → {hi}: lower at depth {hi} for {falls}/{len(rho)} activations "
         f"(range at depth {lo}: {_f(rho[lo].min())}–{_f(rho[lo].max())}; at depth {hi}: "
         f"{_f(rho[hi].min())}–{_f(rho[hi].max())}). Median test MSE at depth {hi}: "
         f"{_f(test[hi].min())}–{_f(test[hi].max())}, higher than at depth {lo} for {rises}/{len(test)}"
-        + (
-            ""
-            if zero is None
-            else f"; predicting zero scores {_f(zero)}, beaten at depth {hi} by {len(test) - worse}/{len(test)}"
-        )
+        + ("" if zero is None else f"; predicting zero scores {_f(zero)}, beaten at depth {hi} by {beaten}/{len(test)}")
     )
     verdict = "reproduced" if falls == len(rho) else "partly" if falls > len(rho) / 2 else "not shown here"
     reason = (
