@@ -27,7 +27,7 @@ book: $(STAMP) system-deps  ## execute every chapter and build the static site i
 	TQDM_DISABLE=1 $(JB) build . -W -n --keep-going
 
 execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
-	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb
+	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb book/backmatter/*.ipynb
 
 student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from book/
 	$(PY) -m lowrank_utils.exercises book student
