@@ -4,6 +4,7 @@ callbacks and divergence check, evaluation sums, in-memory batches and augmentat
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from lowrank_utils.models import CifarResNet18, build_model, count_parameters
 from lowrank_utils.overparam import OverparamConv2d, OverparamLinear, collapse
 from lowrank_utils.train.images import (
+    EpochStats,
     Precision,
     TensorBatches,
     evaluate,
@@ -39,7 +41,7 @@ def test_learning_rate_schedules() -> None:
     assert learning_rate(0.1, 0.0, 10) == pytest.approx(0.1)
     assert learning_rate(0.1, 5.0, 10) == pytest.approx(0.05)  # cosine: half way, half the rate
     assert learning_rate(0.1, 10.0, 10) == pytest.approx(0.0, abs=1e-12)
-    step = dict(schedule="step", milestones=(1 / 3, 2 / 3))
+    step: dict[str, Any] = dict(schedule="step", milestones=(1 / 3, 2 / 3))
     assert learning_rate(0.1, 29.9, 90, **step) == pytest.approx(0.1)
     assert learning_rate(0.1, 30.0, 90, **step) == pytest.approx(0.01)
     assert learning_rate(0.1, 61.0, 90, **step) == pytest.approx(0.001)
@@ -97,7 +99,7 @@ def test_fit_callbacks_schedule_and_history() -> None:
         if step % 3 == 0:
             reads.append(read())
 
-    epochs = []
+    epochs: list[EpochStats] = []
     history = fit(model, opt, lambda epoch: batches, epochs=4, lr=lambda e: 0.5 * (1 - e / 4), on_step=on_step,
                   on_epoch=epochs.append)
     assert steps == list(range(1, 13)) and [h.epoch for h in history] == [0, 1, 2, 3] and epochs == history
@@ -154,7 +156,9 @@ def test_tensor_batches_order_is_seeded_and_complete() -> None:
 def test_resnet18_step_on_cifar_shaped_tensors_and_collapse() -> None:
     torch.manual_seed(0)
     model = build_model("resnet18", 3, 100, width=8, depth=2)
-    assert isinstance(model.features[0], OverparamConv2d) and isinstance(model.classifier, OverparamLinear)
+    features = model.features
+    assert isinstance(features, nn.Sequential)
+    assert isinstance(features[0], OverparamConv2d) and isinstance(model.classifier, OverparamLinear)
     optimizer = make_optimizer(model.parameters(), "sgd", 0.1, weight_decay=5e-4)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 100, (8,))
     before = [p.detach().clone() for p in model.parameters()]
@@ -165,7 +169,7 @@ def test_resnet18_step_on_cifar_shaped_tensors_and_collapse() -> None:
     plain = collapse(model)
     assert count_parameters(plain) == count_parameters(CifarResNet18(3, 100, 8))
     with torch.no_grad():
-        assert model.features(x).shape == (8, 64)  # penultimate embedding: 8 x width channels
+        assert features(x).shape == (8, 64)  # penultimate embedding: 8 x width channels
         assert torch.allclose(model(x), plain(x), atol=1e-4, rtol=1e-4)
 
 
