@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import pairwise
 
 import matplotlib.pyplot as plt
@@ -95,8 +96,8 @@ def test_products_lose_rank_with_depth_as_predicted() -> None:
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 5])
 @pytest.mark.parametrize("mix", [False, True])
-def test_balanced_factors_multiply_back_to_the_weight(depth: int, mix: bool) -> None:
-    W = torch.randn(7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(depth))
+def test_balanced_factors_multiply_back_to_the_weight(depth: int, mix: bool, rand: Callable[..., torch.Tensor]) -> None:
+    W = rand(7, 7, seed=depth)
     factors = balanced_factors(W, depth, torch.Generator().manual_seed(0) if mix else None)
     product = factors[0]
     for f in factors[1:]:
