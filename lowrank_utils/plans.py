@@ -51,13 +51,15 @@ CHAPTER_PLANS: dict[str, ChapterPlan] = {
         full="the same with 10 seeds, 12 values of m and up to 40,000 gradient steps (CPU)",
         full_runs=("ch04b_completion_full",)),
     "05_optimizers": ChapterPlan(
-        quick="6 optimizers x 4 depths x 3 seeds on a tiny regression (CPU)",
-        full="6 optimizers x 4 depths x 10 seeds, twice the step budget (CPU)",
+        quick="6 optimizers x 4 depths x 3 seeds on a tiny regression, and the 4 gradient-based ones again from an "
+              "orthogonal start (CPU)",
+        full="6 optimizers x 4 depths x 10 seeds from each of two starts, twice the step budget (CPU)",
         full_runs=("ch05_optimizers_full",)),
     "06_initialization": ChapterPlan(
-        quick="2 initialisations x 5 depths x 3 seeds (CPU)",
-        full="2 initialisations x 6 depths (up to 32) x 10 seeds, up to 3,000 Adam steps (CPU)",
-        full_runs=("ch06_initialization_full",)),
+        quick="3 initialisations x 5 depths x 3 seeds, and 4 initial scales x 3 depths x 1 seed (CPU)",
+        full="3 initialisations x 6 depths (up to 32) x 10 seeds, and 4 initial scales x 6 depths x 5 seeds, up to "
+             "3,000 Adam steps each (CPU)",
+        full_runs=("ch06_initialization_full", "ch06_init_scales_full")),
     "07_linear_overparameterization": ChapterPlan(
         quick="a small CNN and its x4 twin, 3 epochs on 4,000 Fashion-MNIST images",
         full="a small CNN and its x4 twin, 30 epochs on all 60,000 Fashion-MNIST images (about 28,000 steps)",

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 _PALETTE = "viridis"
 RHO_K_LABEL = r"$\rho$(K), nats"
-INIT_LABELS = {"default": "default init", "low_rank": "low-rank init"}
+INIT_LABELS = {"default": "default init", "orthogonal": "orthogonal init", "low_rank": "low-rank init",
+               "low_rank_every_layer": "low-rank every layer"}
 
 
 def set_style(context: str = "notebook") -> None:
@@ -109,9 +110,9 @@ def errorbar_lines(ax: plt.Axes, df: pd.DataFrame, x: str, y: str, by: str | Non
 
 
 def plot_depth_regression(summary: pd.DataFrame, *, hue: str = "target") -> Figure:
-    """Three panels against depth: ρ at initialisation (dashed), at convergence (solid) and the target's ρ (dotted);
-    the train loss (log scale, bars from the smallest to the largest seed); the test loss. One colour per ``hue``
-    value."""
+    """Three panels against depth: ρ at initialisation (dashed), after training (solid) and the target's ρ (dotted);
+    the train loss (log scale, bars from the smallest to the largest seed); the test loss, with the minimum-norm
+    least-squares baseline (dotted) when the summary has an ``ls_test_loss`` column. One colour per ``hue`` value."""
     needed = [hue, "depth", "rho_init", "rho_final", "train_loss", "test_loss"]
     require_columns(summary, needed, "plot_depth_regression")
     data = without_diverged(summary).copy()
@@ -121,7 +122,7 @@ def plot_depth_regression(summary: pd.DataFrame, *, hue: str = "target") -> Figu
     labels = INIT_LABELS if hue == "init" else None
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
     errorbar_lines(axes[0], data, "depth", "rho_final", hue, colors=colours, labels=labels,
-                    label_suffix=": converged")
+                    label_suffix=": after training")
     errorbar_lines(axes[0], data, "depth", "rho_init", hue, colors=colours, labels=labels, linestyle="--",
                     marker="x", label_suffix=": at init", alpha=0.6)
     if "target_rho" in data.columns:
@@ -134,6 +135,10 @@ def plot_depth_regression(summary: pd.DataFrame, *, hue: str = "target") -> Figu
     axes[1].set_ylabel("train MSE (log scale; bars: min-max)")
     axes[1].set_title("train loss")
     errorbar_lines(axes[2], data, "depth", "test_loss", hue, colors=colours, labels=labels)
+    if "ls_test_loss" in data.columns:
+        for i, (key, part) in enumerate(data.groupby(hue, observed=True, sort=False)):
+            axes[2].axhline(float(part["ls_test_loss"].mean()), color=colours[key], linestyle=":", linewidth=1.5,
+                            label="least squares (dotted)" if i == 0 else None)
     axes[2].set_ylabel("test MSE (predicting 0 gives about 1)")
     axes[2].set_title("test loss")
     for ax in axes:

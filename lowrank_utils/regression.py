@@ -225,10 +225,116 @@ def cached_task(d_in: int, d_out: int, rank: int, n_train: int, n_test: int, see
     return _TASKS[key]
 
 
-def linear_network(width: int, depth: int, seed: int) -> nn.Sequential:
-    """The deep linear network of chapters 4-6 for (``width``, ``depth``, ``seed``): normal init, std 1/sqrt(width)."""
+LINEAR_INITS: tuple[str, ...] = ("default", "orthogonal")
+"""Starts of :func:`linear_network`: ``default`` (normal weights, std 1/sqrt(width)) and ``orthogonal``."""
+
+
+def orthogonal_init_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Set every square ``nn.Linear`` weight of ``model`` to a random orthogonal matrix (Haar-distributed); return it.
+
+    All singular values are 1, so ‖W‖_F² = width, the expected squared norm of the default normal initialisation
+    (std 1/sqrt(width)): the same overall scale with the flattest possible spectrum. A product of orthogonal matrices
+    is orthogonal, so a deep linear network started this way computes a map of the same (maximal) ρ at every depth.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError("the model has no nn.Linear layers to re-initialise.")
+    with torch.no_grad():
+        for layer in layers:
+            out_f, in_f = layer.weight.shape
+            if out_f != in_f:
+                raise ValueError(f"orthogonal_init_ needs square weights, got a {out_f}x{in_f} layer.")
+            A = torch.randn(out_f, in_f, generator=generator, dtype=torch.float64)
+            Q, R = torch.linalg.qr(A)
+            # the sign fix makes Q Haar-distributed (QR alone would bias it by the sign convention of R's diagonal)
+            layer.weight.copy_((Q * torch.sign(torch.diagonal(R))).to(layer.weight.dtype))
+    return model
+
+
+def linear_network(width: int, depth: int, seed: int, init: str = "default") -> nn.Sequential:
+    """The deep linear network of chapters 4-6 for (``width``, ``depth``, ``seed``).
+
+    ``init="default"``: normal weights, std 1/sqrt(width); ``"orthogonal"``: every layer a random orthogonal matrix
+    (see :func:`orthogonal_init_`), drawn from its own seed so that it does not depend on the default weights.
+    """
+    check.names("init", (init,), LINEAR_INITS, "init")
     g = torch.Generator().manual_seed(stable_seed("linear", seed, depth, width))
-    return make_mlp(width, width, depth, activation="linear", generator=g)
+    model = make_mlp(width, width, depth, activation="linear", generator=g)
+    if init == "orthogonal":
+        orthogonal_init_(model, torch.Generator().manual_seed(stable_seed("orthogonal", seed, depth, width)))
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Baselines and where the test error of a linear map comes from
+
+
+def least_squares_map(task: RegressionTask) -> Tensor:
+    """The minimum-norm least-squares map Ŵ = (X⁺Y)ᵀ of ``task`` (float64).
+
+    It fits the training data and maps every input direction the training inputs leave unseen to zero; here it
+    equals W*P, the target restricted to the span of the training inputs.
+    """
+    X, Y = task.X_train.double(), task.Y_train.double()
+    return (torch.linalg.pinv(X) @ Y).T
+
+
+def unseen_projector(X: Tensor) -> Tensor:
+    """I − X⁺X (float64): the orthogonal projector onto the input directions that the rows of ``X`` do not span."""
+    X = X.double()
+    return torch.eye(X.shape[1], dtype=torch.float64) - torch.linalg.pinv(X) @ X
+
+
+def regression_baselines(task: RegressionTask) -> dict[str, float]:
+    """Test MSE of two fits that need no network: ``zero_test_loss`` (predict 0) and ``ls_test_loss`` (the
+    minimum-norm least-squares map of :func:`least_squares_map`)."""
+    X_test, Y_test = task.X_test.double(), task.Y_test.double()
+    W = least_squares_map(task)
+    return {"zero_test_loss": float(Y_test.pow(2).mean()),
+            "ls_test_loss": float((X_test @ W.T - Y_test).pow(2).mean())}
+
+
+def error_split(W: Tensor, task: RegressionTask) -> dict[str, float]:
+    """Where the test error of a linear map ``W`` (out × in) on ``task`` comes from, on the task's test inputs.
+
+    With P the projector onto the span of the training inputs and Q = I − P (mean squared errors over test inputs
+    and outputs, like the test loss):
+
+    * ``target_unseen`` -- the target's own part in the unseen directions, ‖x(W*Q)ᵀ‖²: what nothing fitted to the
+      data can know. It is exactly the test loss of the minimum-norm least-squares map, which predicts 0 there.
+    * ``leftover`` -- the map's own part in the unseen directions, ‖x(WQ)ᵀ‖² (for a network: the initial weights it
+      kept there plus whatever training put there).
+    * ``seen_error`` -- its error on the seen directions, ‖x((W − W*)P)ᵀ‖² (zero once the data are fitted exactly).
+    * ``test_loss`` -- the measured test loss of W, and ``split_remainder`` = test_loss − (the three parts): the
+      cross terms, which are zero on average because the data carry no information about W*Q.
+    """
+    W = W.detach().double().cpu()
+    target = task.target.double()
+    if W.shape != target.shape:
+        raise ValueError(f"W has shape {tuple(W.shape)}, the task's target {tuple(target.shape)}.")
+    Q = unseen_projector(task.X_train)
+    P = torch.eye(Q.shape[0], dtype=torch.float64) - Q
+    X_test = task.X_test.double()
+
+    def energy(A: Tensor) -> float:
+        return float((X_test @ A.T).pow(2).mean())
+
+    parts = {"target_unseen": energy(target @ Q), "leftover": energy(W @ Q), "seen_error": energy((W - target) @ P)}
+    test_loss = energy(W - target)
+    return {**parts, "test_loss": test_loss, "split_remainder": test_loss - sum(parts.values())}
+
+
+def split_columns(W_init: Tensor, W_final: Tensor, task: RegressionTask) -> dict[str, float]:
+    """The summary columns of one trained linear network: :func:`regression_baselines`, :func:`error_split` of its
+    end-to-end map after training (without its ``test_loss``, which the run records already), ``leftover_init`` (the
+    leftover of the initial map) and ``leftover_rho`` (ρ of the leftover matrix WQ itself: how many directions it
+    spreads over, which the test loss does not see)."""
+    split = error_split(W_final, task)
+    split.pop("test_loss")
+    Q = unseen_projector(task.X_train)
+    leftover = W_final.detach().double().cpu() @ Q
+    return {**regression_baselines(task), **split, "leftover_init": error_split(W_init, task)["leftover"],
+            "leftover_rho": float(entropy_effective_rank(leftover)) if float(leftover.norm()) > 0 else 0.0}
 
 
 def seed_summary(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:

@@ -1,7 +1,11 @@
 """Run the full presets of chapters 4-6 and store their results, with provenance, in lowrank_utils/stored_runs/
 (package data, so a chapter opened alone, in Colab or in a student folder, finds them).
 
-    python scripts/run_full_presets.py [names ...]   # activations, regression, rank_sweep, optimizers, init, completion
+    python scripts/run_full_presets.py [names ...]   # activations, regression, rank_sweep, optimizers, init,
+                                                     # init_scales, completion
+
+$LOWRANK_HARDWARE, if set, replaces the hardware description recorded with the results (the default names the GPU
+or the CPU architecture only), e.g. "x86_64 CPU, 2 cores shared with other jobs (one torch thread per run, nice 10)".
 
 Each file records the command (the package call that produced it), the config, the hardware, the torch version,
 the date, the seeds and the wall time; the chapters plot these next to their live quick runs. The stored runs were
@@ -10,6 +14,7 @@ made with this script on a CPU (the networks are tiny; see each chapter for the 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,10 +31,11 @@ from lowrank_utils.chapters.ch04b_matrix_completion.experiment import (
 )
 from lowrank_utils.chapters.ch05_optimizers.experiment import (
     OptimizerComparisonConfig,
-    optimizer_comparison,
+    start_comparison,
 )
 from lowrank_utils.chapters.ch06_initialization.experiment import (
     InitComparisonConfig,
+    init_scale_sweep,
     initialization_comparison,
 )
 from lowrank_utils.results import save_results, stored_run
@@ -46,11 +52,15 @@ JOBS: dict[str, tuple[str, str, str, object, Callable, tuple[str, ...]]] = {
                    "depth_regression(DepthRegressionConfig.rank_sweep('full'))",
                    DepthRegressionConfig.rank_sweep("full"), depth_regression, ("summary",)),
     "optimizers": ("ch05_optimizers_full.json", "ch05_optimizers",
-                   "optimizer_comparison(OptimizerComparisonConfig.full())",
-                   OptimizerComparisonConfig.full(), optimizer_comparison, ("results",)),
+                   "start_comparison(OptimizerComparisonConfig.full())",
+                   OptimizerComparisonConfig.full(), start_comparison, ("results",)),
     "init": ("ch06_initialization_full.json", "ch06_initialization",
              "initialization_comparison(InitComparisonConfig.full())",
              InitComparisonConfig.full(), initialization_comparison, ("summary",)),
+    "init_scales": ("ch06_init_scales_full.json", "ch06_initialization",
+                    "init_scale_sweep(InitComparisonConfig.full(inits=('default',), seeds=(0, 1, 2, 3, 4)))",
+                    InitComparisonConfig.full(inits=("default",), seeds=(0, 1, 2, 3, 4)), init_scale_sweep,
+                    ("summary",)),
     "completion": ("ch04b_completion_full.json", "ch04b_matrix_completion",
                    "completion_experiments(CompletionConfig.full(progress=False))",
                    CompletionConfig.full(progress=False), completion_experiments,
@@ -70,7 +80,8 @@ def main(names: list[str]) -> None:
         wall = time.perf_counter() - start
         # keep names the leading frames only (the second frame of ch4's and ch6's results is not stored): strict=False
         path = save_results(dict(zip(keep, frames, strict=False)), config, stored_run(filename.removesuffix(".json")),
-                            command=f"from lowrank_utils.chapters.{module} import *; {call}", wall_time_s=wall)
+                            command=f"from lowrank_utils.chapters.{module} import *; {call}", wall_time_s=wall,
+                            hardware=os.environ.get("LOWRANK_HARDWARE") or None)
         print(f"{name}: {wall / 60:.1f} min -> {path}")
 
 

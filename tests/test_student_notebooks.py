@@ -24,6 +24,7 @@ SOLVERS = {
     "2.2": {"softplus_reference_medians"},
     "3.1": {"fuss_catalan_moment"},
     "3.3": {"balanced_factors"},
+    "4.2": {"unseen_projector"},
     "6.1": {"low_rank_init_"},
     "7.1": {"end_to_end_weight"},
     "7.2": {"_compose_kernels"},

@@ -127,16 +127,22 @@ def test_optimizers_reach_a_low_train_loss(optimizers_df: pd.DataFrame) -> None:
     assert (optimizers_df["train_loss"] < 0.05 * optimizers_df["train_loss_init"]).all()
 
 
-def test_converged_rho_deepest_below_shallowest_for_both_initialisations(init_runs) -> None:
+def test_rho_after_training_deepest_below_shallowest_from_every_start(init_runs) -> None:
     summary, history = init_runs
-    assert set(summary["init"].astype(str)) == set(INITS)
+    assert set(summary["init"].astype(str)) == set(InitComparisonConfig.quick().inits) and set(INITS) > {"low_rank"}
     assert not summary["diverged"].any()
     means = summary.groupby(["init", "depth"], observed=True)["rho_final"].mean().unstack("depth")
     shallow, deep = means.columns.min(), means.columns.max()
-    assert ((means[shallow] - means[deep]) > 0.3).all(), means
-    # the low-rank initialisation really starts at low rank, and training raises its rho at depth 1
+    assert (means[deep] < means[shallow]).all(), means
+    # from the default and the low-rank start rho falls by more than 0.3 nats (0.7-0.9 measured over seeds 0-2);
+    # from the orthogonal start by less (0.25 measured), and it ends above the low-rank start
+    assert ((means.loc[["default", "low_rank"], shallow] - means.loc[["default", "low_rank"], deep]) > 0.3).all()
+    assert means.loc["orthogonal", deep] > means.loc["low_rank", deep] + 0.3
+    # the low-rank start really starts at low rho, the same at both depths; training raises it at depth 1
     init_rho = summary.groupby(["init", "depth"], observed=True)["rho_init"].mean().unstack("depth")
     assert init_rho.loc["low_rank", shallow] < init_rho.loc["default", shallow] - 0.5
+    assert abs(init_rho.loc["low_rank", shallow] - init_rho.loc["low_rank", deep]) < 1e-3
+    assert means.loc["low_rank", shallow] > init_rho.loc["low_rank", shallow]
     assert {"rho", "test_loss", "step"} <= set(history.columns)
 
 
@@ -257,7 +263,7 @@ def test_low_rank_init_sets_rank_and_keeps_scale() -> None:
         (lambda: ActivationTrainingConfig(n_gram=500), "n_gram"),
         (lambda: OptimizerComparisonConfig(settings=(("sgd", 0.1, 10),)), "settings has no"),
         (lambda: OptimizerComparisonConfig(depths=(1, 1)), "duplicates"),
-        (lambda: InitComparisonConfig(inits=("orthogonal",)), "unknown init"),
+        (lambda: InitComparisonConfig(inits=("uniform",)), "unknown init"),
         (lambda: InitComparisonConfig.for_scale("huge"), "scale must be"),
     ],
 )

@@ -16,11 +16,14 @@ from .checks import (
 from .experiment import (
     ActivationTrainingConfig,
     DepthRegressionConfig,
+    depth_one_limits,
     depth_regression,
+    task_baselines,
     trained_activations,
 )
 from .figures import (
     plot_activation_rho,
+    plot_activation_test_loss,
     plot_rank_sweep,
     plot_trained_grams,
 )
@@ -30,7 +33,10 @@ __all__ = [
     "trained_activations",
     "DepthRegressionConfig",
     "depth_regression",
+    "depth_one_limits",
+    "task_baselines",
     "plot_activation_rho",
+    "plot_activation_test_loss",
     "plot_trained_grams",
     "plot_rank_sweep",
     "check_rho_callback",

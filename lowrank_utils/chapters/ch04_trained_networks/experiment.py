@@ -7,9 +7,13 @@ Two experiments, each a pure function of a frozen config:
   the Gram matrices themselves (for heat maps).
 * :func:`depth_regression` -- deep linear networks trained toward a low-rank and a full-rank linear target in an
   *under-determined* regime (fewer training samples than input dimensions, so the data do not pin down the map):
-  ρ at initialisation and at convergence, the target's own ρ, train and test loss, and the history of ρ during
-  training (recorded by :func:`lowrank_utils.train.fit`'s ``metrics`` callback). With ``target_ranks`` set to
-  several ranks the same function gives the "targets of several ranks" sweep.
+  ρ at initialisation and after training, the target's own ρ, train and test loss, the least-squares and zero
+  baselines, the split of each network's test error into the target's part in the unseen input directions and the
+  network's own leftover there (:func:`lowrank_utils.regression.error_split`), and the history of ρ during training
+  (recorded by :func:`lowrank_utils.train.fit`'s ``metrics`` callback). With ``target_ranks`` set to several ranks
+  the same function gives the "targets of several ranks" sweep.
+* :func:`depth_one_limits` -- where gradient descent on a depth-1 network ends with unlimited steps (closed form).
+* :func:`task_baselines` -- the zero and least-squares baselines of the task for any sizes and seeds.
 
 The regression task and its training call live in :mod:`lowrank_utils.regression`, shared with chapters 5 and 6.
 
@@ -21,6 +25,7 @@ target's Gram matrix there whatever its depth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +34,20 @@ import pandas as pd
 import torch
 
 from lowrank_utils import validate as check
-from lowrank_utils.models import ACTIVATIONS, make_mlp
+from lowrank_utils.models import ACTIVATIONS, end_to_end_weight, make_mlp
 from lowrank_utils.presets import Presets
 from lowrank_utils.regression import (
     DIVERGENCE_MODES,
     cached_task,
     check_training_args,
     display_gram,
+    least_squares_map,
     linear_network,
+    output_rho,
+    regression_baselines,
+    split_columns,
     train_on_task,
+    unseen_projector,
 )
 from lowrank_utils.runtime import progress_bar, stable_seed
 from lowrank_utils.train.loop import (
@@ -101,7 +111,8 @@ class ActivationTrainingConfig(Presets):
 def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one MLP per (activation, depth, seed); return ``(results, grams)``.
 
-    ``results``: one row per network -- activation, depth, seed, and the columns of :func:`train_on_task`.
+    ``results``: one row per network -- activation, depth, seed, the columns of :func:`train_on_task`, and the
+    task's ``zero_test_loss`` and ``ls_test_loss`` (:func:`~lowrank_utils.regression.regression_baselines`).
     ``grams``: the display form of K after training (see :func:`display_gram`) for the first seed, as tidy rows
     (activation, depth, row, col, value, rho).
     """
@@ -114,7 +125,8 @@ def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame,
             g = torch.Generator().manual_seed(stable_seed("mlp", seed, activation, depth, config.width))
             model = make_mlp(config.width, config.width, depth, activation=activation, generator=g)
             row, _ = train_on_task(model, task, config.train_config(seed), center=config.center, track=False)
-            rows.append({"activation": activation, "depth": depth, "seed": seed, **row})
+            rows.append({"activation": activation, "depth": depth, "seed": seed, **row,
+                         **regression_baselines(task)})
             if seed == config.seeds[0] and not row["diverged"]:
                 with torch.no_grad():
                     phi = model(task.X_test[: config.n_gram].to(config.device))
@@ -201,8 +213,10 @@ class DepthRegressionConfig(Presets):
 def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one deep linear network per (target rank, depth, seed); return ``(summary, history)``.
 
-    ``summary``: one row per run with ``target`` ("low-rank"/"full-rank"), ``target_rank``, ``depth``, ``seed`` and
-    the columns of :func:`train_on_task`. ``history``: the same keys plus ``step``, ``loss`` (train), ``rho`` and
+    ``summary``: one row per run with ``target`` ("low-rank"/"full-rank"), ``target_rank``, ``depth``, ``seed``,
+    the columns of :func:`train_on_task` and those of :func:`~lowrank_utils.regression.split_columns` (baselines,
+    ``target_unseen``, ``leftover_init``, ``leftover``, ``seen_error``, ``split_remainder``, ``leftover_rho``; NaN for
+    a run that diverged). ``history``: the same keys plus ``step``, ``loss`` (train), ``rho`` and
     ``test_loss`` every ``config.log_every`` steps and at the end -- how ρ evolves during training.
     """
     rows, histories = [], []
@@ -211,10 +225,14 @@ def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.Da
         for rank, depth, seed in runs:
             task = cached_task(config.width, config.width, rank, config.n_train, config.n_test, seed, config.center)
             model = linear_network(config.width, depth, seed)
+            W_init = end_to_end_weight(model).detach().double()
             row, history = train_on_task(model, task, config.train_config(seed), center=config.center,
                                          on_divergence=config.on_divergence)
+            split = split_columns(W_init, end_to_end_weight(model).detach().double(), task)
+            if row["diverged"]:
+                split = {k: (v if k.endswith("_test_loss") else float("nan")) for k, v in split.items()}
             keys = {"target": task.label, "target_rank": rank, "depth": depth, "seed": seed}
-            rows.append({**keys, **row})
+            rows.append({**keys, **row, **split})
             histories.append(history.assign(**keys))
             bar.update(1)
     summary = pd.DataFrame(rows).sort_values(["target_rank", "depth", "seed"], ignore_index=True)
@@ -222,3 +240,42 @@ def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.Da
     front = ["target", "target_rank", "depth", "seed"]
     history = history[front + [c for c in history.columns if c not in front]]
     return summary, history
+
+
+def depth_one_limits(config: DepthRegressionConfig) -> pd.DataFrame:
+    """Where gradient descent on the depth-1 network of each (target rank, seed) ends with unlimited steps.
+
+    Every gradient of the squared error with respect to W adds rows that lie in the span of the training inputs, so
+    gradient descent (at any stable step size) converges to W₀Q + W*P: the initial weights W₀ kept in the unseen
+    directions (Q) and the target on the seen ones (P, where W*P is the least-squares map). One row per run with
+    ``target``, ``target_rank``, ``seed``, ``rho_final`` (ρ on the test inputs), ``test_loss`` and the columns of
+    :func:`~lowrank_utils.regression.split_columns`; no training is done.
+    """
+    rows = []
+    for seed in config.seeds:
+        for rank in config.target_ranks:
+            task = cached_task(config.width, config.width, rank, config.n_train, config.n_test, seed, config.center)
+            W0 = end_to_end_weight(linear_network(config.width, 1, seed)).detach().double()
+            W = W0 @ unseen_projector(task.X_train) + least_squares_map(task)
+            limit = torch.nn.Linear(config.width, config.width, bias=False, dtype=torch.float64)
+            with torch.no_grad():
+                limit.weight.copy_(W)
+                test_loss = float((task.X_test.double() @ W.T - task.Y_test.double()).pow(2).mean())
+            rows.append({"target": task.label, "target_rank": rank, "seed": seed, "depth": 1,
+                         "rho_final": output_rho(limit, task.X_test.double(), center=config.center),
+                         "test_loss": test_loss, **split_columns(W0, W, task)})
+    return pd.DataFrame(rows).sort_values(["target_rank", "seed"], ignore_index=True)
+
+
+def task_baselines(width: int, target_ranks: Sequence[int], n_train: int, n_test: int,
+                   seeds: Sequence[int]) -> pd.DataFrame:
+    """The zero and least-squares test losses (:func:`~lowrank_utils.regression.regression_baselines`) of the
+    regression task for each target rank and seed, with the target's share of energy in the unseen directions."""
+    rows = []
+    for seed in check.integers("seeds", seeds, 0):
+        for rank in check.integers("target_ranks", target_ranks):
+            task = cached_task(width, width, rank, n_train, n_test, seed, True)
+            base = regression_baselines(task)
+            rows.append({"target_rank": rank, "target": task.label, "seed": seed, **base,
+                         "unseen_share": base["ls_test_loss"] / base["zero_test_loss"]})
+    return pd.DataFrame(rows)

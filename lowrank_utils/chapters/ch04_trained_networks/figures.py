@@ -40,6 +40,33 @@ def plot_activation_rho(results: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_activation_test_loss(results: pd.DataFrame, baselines: pd.DataFrame | None = None) -> Figure:
+    """Test loss after training against depth for every activation (mean ± sd over seeds), with the task's
+    baselines as horizontal lines: predicting zero (dashed) and minimum-norm least squares (dotted).
+
+    The baselines come from ``baselines`` (columns ``zero_test_loss`` and ``ls_test_loss``, e.g. from
+    :func:`~lowrank_utils.chapters.ch04_trained_networks.experiment.task_baselines`) or else from the same columns
+    of ``results``; the mean over seeds is drawn.
+    """
+    require_columns(results, ["activation", "depth", "test_loss"], "plot_activation_test_loss")
+    source = results if baselines is None else baselines
+    require_columns(source, ["zero_test_loss", "ls_test_loss"], "plot_activation_test_loss (baselines)")
+    data = without_diverged(results)
+    activations = [str(a) for a in pd.unique(data["activation"])]
+    colours = dict(zip(activations, sns.color_palette("tab10", len(activations)), strict=True))
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    errorbar_lines(ax, data.assign(activation=data["activation"].astype(str)), "depth", "test_loss", "activation",
+                   colors=colours, offset=0.03)
+    ax.axhline(float(source["zero_test_loss"].mean()), color="black", linestyle="--", label="predict zero")
+    ax.axhline(float(source["ls_test_loss"].mean()), color="black", linestyle=":", label="least squares")
+    depth_axis(ax, data["depth"].unique())
+    ax.set_ylabel("test MSE after training")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 def plot_trained_grams(grams: pd.DataFrame, *, activations: Sequence[str] | None = None,
                        cmap: str = "RdBu_r") -> Figure:
     """Heat maps of K after training: one row per activation, one column per depth, ρ in each title."""
@@ -74,7 +101,7 @@ def plot_trained_grams(grams: pd.DataFrame, *, activations: Sequence[str] | None
 
 
 def plot_rank_sweep(summary: pd.DataFrame) -> Figure:
-    """Converged ρ against the target's own ρ, one line per depth, with the diagonal "ρ = target's ρ"."""
+    """ρ after training against the target's own ρ, one line per depth, with the diagonal "ρ = target's ρ"."""
     require_columns(summary, ["depth", "target_rho", "rho_final", "target_rank"], "plot_rank_sweep")
     data = without_diverged(summary)
     fig, ax = plt.subplots(figsize=(6.0, 4.6))
@@ -83,7 +110,7 @@ def plot_rank_sweep(summary: pd.DataFrame) -> Figure:
     for depth, part in stats.groupby("depth"):
         ax.plot(part["target_rho"], part["rho_final"], marker="o", color=palette[depth], label=f"depth {depth}")
     lo, hi = 0.0, float(max(stats["target_rho"].max(), stats["rho_final"].max())) * 1.05
-    ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", label="converged = target")
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", label="after training = target")
     ax.set_xlim(lo - 0.05 * hi, hi)
     ranks = stats.drop_duplicates("target_rank").sort_values("target_rank")
     top = ax.twiny()  # the targets' ranks on a top axis, at their ρ
@@ -93,7 +120,7 @@ def plot_rank_sweep(summary: pd.DataFrame) -> Figure:
     top.set_xlabel("target rank", fontsize=9)
     top.grid(False)
     ax.set_xlabel(r"target's $\rho$ (nats)")
-    ax.set_ylabel(r"converged $\rho$ (nats)")
+    ax.set_ylabel(r"$\rho$ after training (nats)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -17,10 +17,12 @@ from .experiment import (
     depth_trend,
     optimizer_comparison,
     optimizer_summary,
+    start_comparison,
 )
 from .figures import (
     plot_optimizer_cost,
     plot_optimizer_rho,
+    plot_start_control,
 )
 
 __all__ = [
@@ -28,9 +30,11 @@ __all__ = [
     "OptimizerComparisonConfig",
     "optimizer_comparison",
     "optimizer_summary",
+    "start_comparison",
     "depth_trend",
     "plot_optimizer_rho",
     "plot_optimizer_cost",
+    "plot_start_control",
     "check_random_search",
     "check_seed_summary",
     "PARAMETERISATION_ANSWERS",

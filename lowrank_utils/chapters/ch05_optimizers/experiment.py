@@ -4,7 +4,11 @@
 weights for every optimizer) on the same under-determined regression task with each of the six optimizers of
 :mod:`lowrank_utils.train` -- SGD, SGD with Nesterov momentum, Adam, L-BFGS, and the gradient-free CMA-ES and
 random search -- over several seeds, and records ρ of the Gram matrix of the outputs on held-out inputs at
-initialisation and at convergence.
+initialisation and after training, and its change (``rho_change``).
+
+Where each run ends depends on where it starts, so the comparison can start from two places (``start``): the
+default normal initialisation, whose ρ falls with depth (chapter 2), and an orthogonal one, whose end-to-end map is
+orthogonal at every depth and so has the same, maximal, ρ whatever the depth. :func:`start_comparison` runs both.
 
 The network is deliberately tiny (8 units per layer, at most 512 weights) so that the gradient-free methods,
 whose cost grows with the number of parameters, converge in seconds on a CPU. Sizes, step budgets and step
@@ -13,7 +17,8 @@ sizes are our choices; the paper's are not known to us.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -21,6 +26,7 @@ from lowrank_utils import validate as check
 from lowrank_utils.presets import Presets
 from lowrank_utils.regression import (
     DIVERGENCE_MODES,
+    LINEAR_INITS,
     cached_task,
     linear_network,
     seed_summary,
@@ -49,7 +55,8 @@ class OptimizerComparisonConfig(Presets):
     linear map from ``n_train`` samples (fewer than ``width``: under-determined); ρ is measured on ``n_test``
     held-out inputs. ``settings`` gives each optimizer's (lr, maximum steps); every run stops once the train loss
     falls below ``tolerance``. Each (optimizer, depth, seed) starts from the same initial weights for every
-    optimizer, so differences between optimizers are not differences between initialisations.
+    optimizer, so differences between optimizers are not differences between initialisations. ``start`` picks the
+    initialisation (see :func:`~lowrank_utils.regression.linear_network`): ``"default"`` or ``"orthogonal"``.
     """
 
     # quick (the defaults, ~20 s of CPU, most of it CMA-ES): width 8, 6 training samples, rank-2 target, seeds 0-2.
@@ -66,6 +73,7 @@ class OptimizerComparisonConfig(Presets):
     seeds: tuple[int, ...] = (0, 1, 2)
     settings: tuple[tuple[str, float, int], ...] = DEFAULT_OPTIMIZER_SETTINGS
     tolerance: float = 5e-3
+    start: str = "default"
     center: bool = True
     on_divergence: str = "record"
     cpu_threads: int | None = 1
@@ -93,6 +101,7 @@ class OptimizerComparisonConfig(Presets):
         if missing:
             raise ValueError(f"settings has no (lr, steps) for {missing}; add e.g. ({missing[0]!r}, 0.01, 1000).")
         check.number("tolerance", self.tolerance, allow_zero=True)
+        check.names("start", (self.start,), LINEAR_INITS, "start")
         if self.on_divergence not in DIVERGENCE_MODES:
             raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
                              f"got {self.on_divergence!r}.")
@@ -113,9 +122,10 @@ class OptimizerComparisonConfig(Presets):
 
 
 def optimizer_comparison(config: OptimizerComparisonConfig) -> pd.DataFrame:
-    """One row per (optimizer, depth, seed): ``family`` (gradient-based or gradient-free), ``lr``, ``max_steps`` and
-    the columns of :func:`~lowrank_utils.regression.train_on_task` (``rho_init``, ``rho_final``,
-    ``train_loss``, ``test_loss``, ``evaluations``, ``stop_reason``, ``diverged``...)."""
+    """One row per (optimizer, depth, seed): ``start``, ``family`` (gradient-based or gradient-free), ``lr``,
+    ``max_steps``, the columns of :func:`~lowrank_utils.regression.train_on_task` (``rho_init``, ``rho_final``,
+    ``train_loss``, ``test_loss``, ``evaluations``, ``stop_reason``, ``diverged``...) and ``rho_change``
+    (``rho_final - rho_init``: how far training moved ρ from where the run started)."""
     rows = []
     runs = [(o, d, s) for o in config.optimizers for s in config.seeds for d in config.depths]
     with progress_bar(len(runs), "optimizers", config.progress) as bar:
@@ -123,17 +133,30 @@ def optimizer_comparison(config: OptimizerComparisonConfig) -> pd.DataFrame:
             bar.set_postfix_str(f"{optimizer}, depth {depth}", refresh=False)
             task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
                                 config.center)
-            model = linear_network(config.width, depth, seed)
+            model = linear_network(config.width, depth, seed, init=config.start)
             train_config = config.train_config(optimizer, seed)
             row, _ = train_on_task(model, task, train_config, center=config.center,
                                    on_divergence=config.on_divergence, track=False)
             family = "gradient-free" if optimizer in GRADIENT_FREE_OPTIMIZERS else "gradient-based"
-            rows.append({"optimizer": optimizer, "family": family, "depth": depth, "seed": seed,
-                         "lr": train_config.lr, "max_steps": train_config.steps, **row})
+            rows.append({"optimizer": optimizer, "family": family, "start": config.start, "depth": depth,
+                         "seed": seed, "lr": train_config.lr, "max_steps": train_config.steps, **row,
+                         "rho_change": row["rho_final"] - row["rho_init"]})
             bar.update(1)
     df = pd.DataFrame(rows)
     df["optimizer"] = pd.Categorical(df["optimizer"], categories=list(config.optimizers))
     return df.sort_values(["optimizer", "depth", "seed"], ignore_index=True)
+
+
+def start_comparison(config: OptimizerComparisonConfig,
+                     starts: Sequence[str] = LINEAR_INITS) -> pd.DataFrame:
+    """:func:`optimizer_comparison` from each start in ``starts`` (the config's ``start`` is replaced), stacked;
+    the ``start`` column tells the runs apart."""
+    starts = check.names("starts", starts, LINEAR_INITS, "start")
+    frames = [optimizer_comparison(replace(config, start=start)) for start in starts]
+    df = pd.concat(frames, ignore_index=True)
+    df["optimizer"] = pd.Categorical(df["optimizer"].astype(str), categories=list(config.optimizers))
+    df["start"] = pd.Categorical(df["start"], categories=list(starts))
+    return df
 
 
 def optimizer_summary(df: pd.DataFrame, value: str = "rho_final") -> pd.DataFrame:
