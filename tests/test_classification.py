@@ -1,5 +1,6 @@
-"""Chapter 8: the classification experiment (quick preset on Fashion-MNIST, full preset's code path on a CIFAR-10
-fixture), its statistics, stored-result provenance, figures and the chapters' checkers."""
+"""Chapter 8: the protocol (validation split, learning rate chosen on validation only, seeds, one test), its
+statistics, the stored runs and their provenance, the CIFAR preset's code path on a fixture, figures, and the
+checkers of chapters 8 and 9; plus chapter 9's helpers."""
 
 from __future__ import annotations
 
@@ -8,96 +9,206 @@ import math
 import pickle
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from lowrank_utils.chapters.ch08_image_classification.checks import (
-    check_embedding_rho,
-    check_welch_t,
-)
+import lowrank_utils.chapters.ch08_image_classification.experiment as ch8
+from lowrank_utils.chapters.ch08_image_classification.checks import check_embedding_rho, check_welch_t
 from lowrank_utils.chapters.ch08_image_classification.experiment import (
     RESULT_COLUMNS,
+    STORED_FOLDER,
     ClassificationConfig,
-    _Precision,
+    classification_facts,
     compare_to_baseline,
-    learning_rate,
-    load_classification_results,
-    random_crop_flip,
-    run_classification,
-    save_classification_results,
+    composed_cost_ratio,
+    detectable_difference,
+    load_stored_protocol,
+    prepare_data,
+    run_protocol,
+    run_stored_protocol,
+    select_learning_rates,
     significance_statement,
     summarize,
-    train_step,
+    training_flops,
+    validation_split,
 )
-from lowrank_utils.chapters.ch08_image_classification.figures import plot_classification
-from lowrank_utils.chapters.ch09_imagenet.checks import (
-    check_global_batch_and_lr,
-    check_overparam_conv_params,
+from lowrank_utils.chapters.ch08_image_classification.figures import (
+    plot_classification,
+    plot_history,
+    plot_lr_grid,
+    plot_protocol,
 )
-from lowrank_utils.chapters.ch09_imagenet.figures import plot_epoch_curves  # noqa: E402
-from lowrank_utils.data import DatasetUnavailable  # noqa: E402
-from lowrank_utils.models import CifarResNet18, build_model, count_parameters
-from lowrank_utils.overparam import OverparamConv2d, OverparamLinear, collapse  # noqa: E402
-from lowrank_utils.rank import gram_effective_rank  # noqa: E402
+from lowrank_utils.chapters.ch09_imagenet.checks import check_global_batch_and_lr, check_overparam_conv_params
+from lowrank_utils.chapters.ch09_imagenet.figures import plot_epoch_curves
+from lowrank_utils.data import DatasetUnavailable
+from lowrank_utils.models import CifarResNet18, CompactCNN, build_model, count_parameters
+from lowrank_utils.rank import gram_effective_rank
+from lowrank_utils.results import PROVENANCE_FIELDS, load_results
 
+pytestmark = pytest.mark.usefixtures("one_thread", "checkers_print_only")
 
-@pytest.fixture(autouse=True)
-def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
-    monkeypatch.setenv("LOWRANK_GRADING", "0")
-
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions on a shared 2-core machine run several times faster on one thread than on two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# A tiny protocol on scikit-learn's digits (bundled, 8x8 images): every stage runs in a couple of seconds.
+TINY = dict(datasets=("digits",), train_subset=300, validation_size=100, test_subset=200, rank_samples=100, epochs=4,
+            batch_size=25, lr_grid=(0.02, 0.1), depths=(1, 2), seeds=(0, 1), progress=False)
 
 
 @pytest.fixture(scope="module")
-def quick_results() -> pd.DataFrame:
-    if not FASHION.is_dir():
-        pytest.skip("Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt dataset-fashion-mnist)")
-    config = ClassificationConfig.quick(train_subset=600, test_subset=300, rank_samples=100, epochs=1, seeds=(0, 1),
-                                        depths=(1, 2), width=4, progress=False)
-    return run_classification(config)
+def tiny_protocol() -> dict[str, pd.DataFrame]:
+    return run_protocol(ClassificationConfig.quick(**TINY))
 
 
-def test_quick_experiment_returns_tidy_rows(quick_results: pd.DataFrame) -> None:
-    df = quick_results
-    assert list(df.columns) == list(RESULT_COLUMNS)
-    assert len(df) == 4 and set(df["model"]) == {"baseline", "overparam x2"} and set(df["seed"]) == {0, 1}
-    assert df["test_acc"].between(0.3, 1.0).all()  # chance is 0.1: one epoch on 600 images already learns
-    assert np.allclose(df["gap"], df["train_acc"] - df["test_acc"])
-    # evaluated collapsed: same architecture and parameter count as the baseline, same function as trained
-    assert (df["params_collapsed"] == df.loc[df["depth"] == 1, "params_train"].iloc[0]).all()
-    assert (df.loc[df["depth"] == 2, "params_train"] > df.loc[df["depth"] == 2, "params_collapsed"]).all()
-    assert (df["collapse_error"] < 1e-4).all()
-    # ρ of a Gram matrix of 100 samples lies in (0, log 100]; centring removes the shared mean direction
-    assert ((df["rho"] > 0) & (df["rho"] <= math.log(100) + 1e-9)).all()
-    assert (df["rho"] > df["rho_uncentered"]).all()
-    assert (df["wall_time"] > 0).all()
+# ------------------------------------------------------------------------------------------------ the protocol
 
 
-def test_quick_experiment_is_reproducible(quick_results: pd.DataFrame) -> None:
-    config = ClassificationConfig.quick(train_subset=600, test_subset=300, rank_samples=100, epochs=1, seeds=(1,),
-                                        depths=(1,), width=4, progress=False)
-    again = run_classification(config).iloc[0]
-    first = quick_results[(quick_results["depth"] == 1) & (quick_results["seed"] == 1)].iloc[0]
-    assert again["test_acc"] == pytest.approx(first["test_acc"], abs=1e-6)
-    assert again["rho"] == pytest.approx(first["rho"], rel=1e-6)
+def test_validation_split_is_disjoint_balanced_and_seeded() -> None:
+    labels = torch.arange(1000) % 10
+    train, val = validation_split(labels, 200, seed=3)
+    assert len(val) == 200 and len(train) == 800
+    assert not set(train.tolist()) & set(val.tolist())  # a validation image is never a training image
+    assert torch.bincount(labels[val]).tolist() == [20] * 10  # class-balanced
+    again, val_again = validation_split(labels, 200, seed=3)
+    assert torch.equal(val, val_again) and torch.equal(train, again)
+    assert not torch.equal(val, validation_split(labels, 200, seed=4)[1])
+    small, _ = validation_split(labels, 200, seed=3, train_subset=100)
+    assert len(small) == 100 and set(small.tolist()) <= set(train.tolist())
+    assert torch.bincount(labels[small]).tolist() == [10] * 10
+    with pytest.raises(ValueError, match="no training images"):
+        validation_split(labels, 1000)
+
+
+def test_validation_images_come_from_the_training_split_never_the_test_split() -> None:
+    config = ClassificationConfig.quick(**TINY)
+    data = prepare_data(config, "digits")
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (300, 100, 200)
+    flat = lambda x: {tuple(row) for row in x.flatten(1).tolist()}  # noqa: E731 - images as hashable rows
+    assert not flat(data.x_val) & flat(data.x_test)  # no validation image is a test image
+    assert not flat(data.x_val) & flat(data.x_train)
+    # the validation images are exactly the training-split images at val_index
+    from lowrank_utils.data import load_dataset
+
+    split = load_dataset("digits", "train")
+    assert torch.equal(torch.stack([split[i][0] for i in data.val_index.tolist()]), data.x_val)
+
+
+def test_learning_rate_is_chosen_on_validation_even_when_test_disagrees() -> None:
+    grid = pd.DataFrame({
+        "dataset": "toy", "arch": "net", "depth": [1, 1, 1, 2, 2, 2], "lr": [0.01, 0.1, 1.0] * 2,
+        "val_acc": [0.70, 0.80, 0.75, 0.60, np.nan, 0.65], "val_loss": [0.9, 0.5, 0.6, 1.0, np.nan, 0.9],
+        "test_acc": [0.99, 0.10, 0.10, 0.10, 0.10, 0.99],  # a test split that disagrees must not matter
+    })
+    choice = select_learning_rates(grid).set_index("depth")
+    assert choice.loc[1, "lr"] == 0.1 and not choice.loc[1, "at_edge"]
+    assert choice.loc[2, "lr"] == 1.0 and choice.loc[2, "at_edge"] and choice.loc[2, "diverged"] == 1
+    tie = grid.assign(val_acc=0.8, val_loss=[0.9, 0.4, 0.6, 1.0, 0.2, 0.9])  # equal accuracy: lower loss wins
+    assert select_learning_rates(tie).set_index("depth").loc[1, "lr"] == 0.1
+    with pytest.raises(ValueError, match="diverged"):
+        select_learning_rates(grid.assign(val_acc=np.nan))
+
+
+def test_grid_runs_never_read_the_test_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, bool]] = []
+    real_evaluate, real_train_run = ch8.evaluate, ch8.train_run
+    state = {"stage": None, "test_ptr": None}
+
+    def spy_train_run(config, data, arch, depth, lr, seed, stage, device=None):
+        state["stage"], state["test_ptr"] = stage, data.x_test.untyped_storage().data_ptr()
+        return real_train_run(config, data, arch, depth, lr, seed, stage, device)
+
+    def spy_evaluate(model, batches, **kw):
+        batches = list(batches)
+        reads_test = any(x.untyped_storage().data_ptr() == state["test_ptr"] for x, _ in batches)
+        seen.append((state["stage"], reads_test))
+        return real_evaluate(model, batches, **kw)
+
+    real_predict = ch8.predict
+
+    def spy_predict(model, images, *args, **kw):
+        seen.append((state["stage"], images.untyped_storage().data_ptr() == state["test_ptr"]))
+        return real_predict(model, images, *args, **kw)
+
+    monkeypatch.setattr(ch8, "train_run", spy_train_run)
+    monkeypatch.setattr(ch8, "evaluate", spy_evaluate)
+    monkeypatch.setattr(ch8, "predict", spy_predict)
+    out = run_protocol(ClassificationConfig.quick(**{**TINY, "seeds": (0,), "depths": (1,)}))
+    assert {reads for stage, reads in seen if stage == "grid"} == {False}
+    assert any(reads for stage, reads in seen if stage == "final")
+    assert out["grid"]["test_acc"].isna().all() and out["results"]["test_acc"].notna().all()
+
+
+def test_protocol_frames(tiny_protocol: dict[str, pd.DataFrame]) -> None:
+    grid, choice, results, history = (tiny_protocol[k] for k in ("grid", "choice", "results", "history"))
+    assert list(results.columns) == list(RESULT_COLUMNS)
+    assert len(grid) == 4 and (grid["seed"] == 100).all() and set(grid["stage"]) == {"grid"}
+    assert len(results) == 4 and set(results["seed"]) == {0, 1} and set(results["stage"]) == {"final"}
+    for _, chosen in choice.iterrows():  # final runs train at the rate the grid chose for their model
+        assert (results.loc[results["depth"] == chosen["depth"], "lr"] == chosen["lr"]).all()
+    ok = results[~results["diverged"]]
+    assert ok["test_acc"].between(0.3, 1.0).all()  # chance is 0.1
+    assert np.allclose(ok["gap"], ok["train_acc"] - ok["test_acc"])
+    base_params = results.loc[results["depth"] == 1, "params_train"].iloc[0]
+    assert (ok["params_collapsed"] == base_params).all() and (ok["collapse_error"] < 1e-4).all()
+    assert ((ok["rho"] > 0) & (ok["rho"] <= math.log(100) + 1e-9)).all()
+    assert grid["diverged"].any()  # x2 at the larger rate: recorded with NaN metrics, never chosen
+    assert set(history["epoch"]) == {1, 2, 3, 4} and (history["stage"] == "final").sum() == 4 * len(results)
+    assert (results["cpu_time"] > 0).all() and (results["wall_time"] > 0).all()
+    facts = classification_facts(results, grid, choice)
+    assert facts["grid runs evaluated on the test split"] == 0 and facts["seeded runs at their model's chosen rate"]
+    assert facts["collapsed models compute the trained function (rel. error < 1e-4)"]
+
+
+def test_stored_protocol_matches_the_live_one_resumes_and_keeps_provenance(
+        tmp_path: Path, tiny_protocol: dict[str, pd.DataFrame]) -> None:
+    config = ClassificationConfig.quick(**TINY)
+    (tmp_path / "grid_digits_compact_cnn_x1_lr0.02_seed100.lock").write_text("another worker")  # held elsewhere
+    with pytest.MonkeyPatch.context() as mp:  # the held run never finishes here: stop after one pass
+        mp.setattr(ch8.time, "sleep", lambda s: (_ for _ in ()).throw(TimeoutError()))
+        with pytest.raises(TimeoutError):
+            run_stored_protocol(config, tmp_path, command="test")
+    assert not (tmp_path / "grid_digits_compact_cnn_x1_lr0.02_seed100.json").exists()
+    assert not list(tmp_path.glob("final_*"))  # the held grid run blocks that model's final runs
+    partial, _ = load_stored_protocol(tmp_path)  # an incomplete grid chooses nothing
+    assert partial["status"][["grid_runs", "seeded_runs"]].values.tolist() == [["3/4", "0/4"]]
+    assert partial["choice"].empty and partial["results"].empty
+    (tmp_path / "grid_digits_compact_cnn_x1_lr0.02_seed100.lock").unlink()
+    run_stored_protocol(config, tmp_path, command="test")
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 8 and not list(tmp_path.glob("*.lock"))
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    run_stored_protocol(config, tmp_path, command="test")  # resumed: nothing left to do
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+    frames, provenance = load_stored_protocol(tmp_path)
+    assert frames["status"][["grid_runs", "seeded_runs"]].values.tolist() == [["4/4", "4/4"]]
+    live = tiny_protocol["results"].sort_values(["depth", "seed"]).reset_index(drop=True)
+    stored = frames["results"].sort_values(["depth", "seed"]).reset_index(drop=True)
+    assert np.allclose(live["test_acc"], stored["test_acc"]) and np.allclose(live["rho"], stored["rho"])
+    assert len(provenance) == 8 and (provenance["seeds"].map(len) == 1).all()
+    payload = json.loads(files[0].read_text())
+    del payload["torch"]
+    files[0].write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match="torch"):
+        load_stored_protocol(tmp_path)
+    assert load_stored_protocol(tmp_path / "empty") is None
+
+
+def test_every_stored_run_file_has_its_provenance() -> None:
+    files = sorted(STORED_FOLDER.glob("*.json"))
+    assert files, f"no stored runs in {STORED_FOLDER}; run scripts/run_ch08_fashion_mnist.sh"
+    for path in files:
+        frames, provenance = load_results(path)
+        assert all(provenance[field] not in (None, "", []) for field in PROVENANCE_FIELDS), path.name
+        run = frames["run"].iloc[0]
+        assert provenance["seeds"] == [int(run["seed"])] and provenance["config"]["seed"] == run["seed"]
+        assert provenance["config"]["stage"] == run["stage"] and path.name.startswith(run["stage"])
+        assert "lowrank_utils.chapters.ch08_image_classification.experiment" in provenance["command"]
+        assert provenance["config"]["protocol"]["datasets"] == ["fashion_mnist"]
+        assert provenance["config"]["protocol"]["train_subset"] is None  # the full training split
+        assert run["stage"] == "grid" or run["test_acc"] > 0.5
+
+
+# ------------------------------------------------------------------------------------------------ statistics
 
 
 def _fake_results() -> pd.DataFrame:
@@ -105,108 +216,81 @@ def _fake_results() -> pd.DataFrame:
     accs = {1: [0.80, 0.81, 0.82], 2: [0.90, 0.91, 0.92], 4: [0.805, 0.815, 0.81]}
     for depth, values in accs.items():
         for seed, acc in enumerate(values):
-            rows.append(dict(dataset="toy", model="baseline" if depth == 1 else f"overparam x{depth}", depth=depth,
-                             seed=seed, test_acc=acc, train_acc=acc + 0.05, gap=0.05, rho=3.0 - 0.1 * depth,
-                             wall_time=1.0))
+            rows.append(dict(dataset="toy", arch="net", model="baseline" if depth == 1 else f"overparam x{depth}",
+                             depth=depth, seed=seed, lr=0.1, test_acc=acc, train_acc=acc + 0.05, gap=0.05,
+                             rho=3.0 - 0.1 * depth, wall_time=1.0))
     return pd.DataFrame(rows)
 
 
-def test_summary_statistics_and_significance() -> None:
+def test_summary_statistics_significance_and_power() -> None:
     from scipy import stats
 
     df = _fake_results()
     table = summarize(df)
     assert list(table["model"]) == ["baseline", "overparam x2", "overparam x4"]
-    assert table.loc[0, "test_acc_mean"] == pytest.approx(0.81)
-    assert table.loc[0, "test_acc_std"] == pytest.approx(0.01)  # ddof=1
+    assert table.loc[0, "test_acc"] == pytest.approx(0.81)
+    assert table.loc[0, "test_acc_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3))
     comparison = compare_to_baseline(df)
     big, small = comparison.iloc[0], comparison.iloc[1]
     assert big["difference"] == pytest.approx(0.10) and big["significant"]
-    welch = stats.ttest_ind([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], equal_var=False)
-    assert big["welch_p"] == pytest.approx(welch.pvalue)
-    assert big["ci_low"] < 0.10 < big["ci_high"]
-    assert not small["significant"] and small["welch_p"] > 0.05
+    assert big["welch_p"] == pytest.approx(stats.ttest_ind([0.9, 0.91, 0.92], [0.8, 0.81, 0.82],
+                                                           equal_var=False).pvalue)
+    assert big["ci_low"] < 0.10 < big["ci_high"] and not small["significant"]
+    assert big["detectable"] == pytest.approx(detectable_difference(0.01, 3, 0.01, 3))
     text = significance_statement(comparison)
-    assert "+10.00 percentage points" in text and "significant at the 0.05 level" in text
-    assert "not significant" in text and "little power" in text
+    assert "+10.00 points" in text and "not significant" in text and "with 80% power" in text
     with pytest.raises(ValueError, match="metric"):
         compare_to_baseline(df, metric="nope")
     one_seed = compare_to_baseline(df[df["seed"] == 0])
-    assert one_seed["welch_p"].isna().all() and not one_seed["significant"].any()
-    assert "no test is possible" in significance_statement(one_seed)
+    assert one_seed["welch_p"].isna().all() and "no test is possible" in significance_statement(one_seed)
 
 
-def test_stored_results_need_provenance(tmp_path: Path) -> None:
-    path = tmp_path / "classification_full.json"
-    assert load_classification_results(path) is None  # nothing stored: the book says so instead of plotting
-    df = _fake_results()
-    command = "python -m lowrank_utils.chapters.ch08_image_classification.experiment"
-    save_classification_results(df, ClassificationConfig.quick(), path, command)
-    loaded, provenance = load_classification_results(path)
-    assert loaded.equals(df[loaded.columns]) and provenance["seeds"] == [0, 1, 2] and provenance["torch"]
-    payload = json.loads(path.read_text())
-    del payload["hardware"]
-    path.write_text(json.dumps(payload))
-    with pytest.raises(ValueError, match="hardware"):
-        load_classification_results(path)
+def test_detectable_difference_matches_a_simulation() -> None:
+    from scipy import stats
+
+    sd, n = 1.0, 5
+    delta = detectable_difference(sd, n, sd, n)
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, sd, (4000, n))
+    b = rng.normal(delta, sd, (4000, n))
+    power = float((stats.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05).mean())
+    assert 0.74 < power < 0.86  # about 80%, as asked (the t approximation is close at 5 per group)
+    assert detectable_difference(sd, 20, sd, 20) < delta and math.isnan(detectable_difference(sd, 1, sd, 5))
 
 
-def test_figures_from_tidy_results() -> None:
-    fig = plot_classification(_fake_results(), title="toy")
-    assert len(fig.axes) == 3
-    plt.close(fig)
-    fig = plot_epoch_curves([{"epoch": 0, "train_loss": 1.0, "val_top1": 0.2}, {"epoch": 1, "train_loss": 0.5,
-                                                                                 "val_top1": 0.4}])
-    assert len(fig.axes) == 2
-    plt.close(fig)
-    with pytest.raises(ValueError, match="columns"):
-        plot_classification(pd.DataFrame({"model": ["a"]}))
+# ------------------------------------------------------------------------------------------------ presets, CIFAR
 
 
-# ----------------------------------------------------------------------------------------------------------- full path
+def test_presets() -> None:
+    quick, full, cifar = (ClassificationConfig.preset(n) for n in ("quick", "full", "cifar"))
+    assert full.archs == ("compact_cnn", "small_cnn") and full.train_subset is None and full.test_subset is None
+    assert full.validation_size == 5000 and len(full.seeds) >= 5 and full.grid_seed not in full.seeds
+    assert len(quick.seeds) >= 5 and len(quick.lr_grid) >= 3 and quick.archs == full.archs[:1]
+    assert cifar.datasets == ("cifar10",) and cifar.augment and cifar.amp and cifar.archs == ("resnet18",)
+    assert ClassificationConfig.for_scale("full") == full
+    work = training_flops(full)
+    assert list(work["arch"]) == ["compact_cnn", "small_cnn"] and (work["train_images"] == 55000).all()
+    with pytest.raises(ValueError, match="preset"):
+        ClassificationConfig.preset("huge")
 
 
-def test_full_preset_settings() -> None:
-    full = ClassificationConfig.full()
-    assert full.datasets == ("cifar10", "cifar100") and full.arch == "resnet18" and full.epochs == 180
-    assert full.schedule == "step" and full.milestones == (60, 120) and full.amp and full.channels_last
-    assert learning_rate(full, 0) == pytest.approx(0.1)
-    assert learning_rate(full, 61) == pytest.approx(0.01) and learning_rate(full, 150) == pytest.approx(0.001)
-    quick = ClassificationConfig.quick()
-    assert learning_rate(quick, 0) == pytest.approx(quick.lr) and learning_rate(quick, quick.epochs) < 1e-12
-    assert ClassificationConfig.for_scale("full") == full and ClassificationConfig.for_scale("quick") == quick
-
-
-def test_resnet18_forward_backward_on_cifar_shaped_tensors() -> None:
-    torch.manual_seed(0)
-    model = build_model("resnet18", 3, 100, width=8, depth=2)
-    assert isinstance(model.features[0], OverparamConv2d) and isinstance(model.classifier, OverparamLinear)
-    model = model.to(memory_format=torch.channels_last)
-    precision = _Precision(torch.device("cpu"), amp=True)
-    assert not precision.enabled  # autocast is for CUDA only; on the CPU the step runs in float32
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 100, (8,))
-    before = [p.detach().clone() for p in model.parameters()]
-    loss = float(train_step(model, optimizer, x, y, precision, channels_last=True))
-    assert math.isfinite(loss) and loss > 0
-    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()) if b.grad is not None)
-    model.eval()
-    plain = collapse(model)
-    assert count_parameters(plain) == count_parameters(CifarResNet18(3, 100, 8))
-    with torch.no_grad():
-        assert model.features(x).shape == (8, 64)  # penultimate embedding: 8 x width channels
-        assert torch.allclose(model(x), plain(x), atol=1e-4, rtol=1e-4)
-
-
-def test_random_crop_flip_shapes_and_content() -> None:
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
-    fill = torch.tensor([-1.0, -2.0, -3.0])
-    out = random_crop_flip(x, 2, True, fill, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape
-    for c in range(3):  # every value is either an original pixel of that channel or the channel's fill
-        allowed = set(x[:, c].flatten().tolist()) | {fill[c].item()}
-        assert set(out[:, c].flatten().tolist()) <= allowed
-    assert torch.equal(random_crop_flip(x, 0, False, fill), x)
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(depths=(2, 4)), "include 1"),
+        (dict(archs=("vgg",)), "arch"),
+        (dict(datasets=("imagenet",)), "dataset"),
+        (dict(schedule="step"), "milestones"),
+        (dict(rank_samples=5000), "rank_samples"),
+        (dict(lr_grid=(0.1, -1.0)), "lr_grid"),
+        (dict(lr_grid=()), "lr_grid"),
+        (dict(grid_seed=0), "grid_seed"),
+        (dict(datasets="cifar10"), "string"),
+    ],
+)
+def test_config_validation(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClassificationConfig.quick(**overrides)
 
 
 def _write_cifar10(root: Path, per_batch: int = 8) -> None:
@@ -222,35 +306,45 @@ def _write_cifar10(root: Path, per_batch: int = 8) -> None:
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, fh)
 
 
-def test_full_code_path_runs_on_a_cifar10_fixture(tmp_path: Path) -> None:
+def test_cifar_preset_code_path_runs_on_a_fixture(tmp_path: Path) -> None:
     _write_cifar10(tmp_path)
-    config = ClassificationConfig.full(datasets=("cifar10",), data_root=str(tmp_path), download=False, width=4,
-                                       epochs=2, milestones=(1,), depths=(1, 4), seeds=(0,), rank_samples=8,
-                                       batch_size=8, device="cpu", cpu_threads=1, progress=False)
-    assert config.augment and config.amp and config.channels_last  # the full preset's settings, as on a GPU
-    df = run_classification(config)
-    assert list(df["model"]) == ["baseline", "overparam x4"]
-    assert (df["params_collapsed"] == count_parameters(CifarResNet18(3, 10, 4))).all()
-    assert df["test_acc"].between(0, 1).all() and np.isfinite(df["rho"]).all()
+    config = ClassificationConfig.cifar(data_root=str(tmp_path), download=False, width=4, epochs=2, depths=(1, 2),
+                                        seeds=(0, 1), lr_grid=(0.05,), validation_size=10, rank_samples=8,
+                                        batch_size=8, device="cpu", cpu_threads=1, progress=False)
+    assert config.augment and config.amp and config.channels_last  # as on a GPU; both are CUDA-only in effect
+    out = run_protocol(config)
+    results = out["results"]
+    assert list(results["model"]) == ["baseline"] * 2 + ["overparam x2"] * 2
+    assert (results["params_collapsed"] == count_parameters(CifarResNet18(3, 10, 4))).all()
+    assert results["test_acc"].between(0, 1).all() and np.isfinite(results["rho"]).all()
     with pytest.raises(DatasetUnavailable, match="CIFAR-100"):
-        run_classification(config.replace(datasets=("cifar100",)))
+        run_protocol(config.replace(datasets=("cifar100",)))
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(depths=(2, 4)), "include 1"),
-        (dict(arch="vgg"), "arch"),
-        (dict(datasets=("imagenet",)), "train.imagenet"),
-        (dict(schedule="step"), "milestones"),
-        (dict(rank_samples=5000), "rank_samples"),
-        (dict(lr=-1.0), "lr"),
-        (dict(datasets="cifar10"), "tuple"),
-    ],
-)
-def test_config_validation(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        ClassificationConfig.quick(**overrides)
+def test_compact_cnn_and_cost_ratio() -> None:
+    model = build_model("compact_cnn", 1, 10)
+    assert isinstance(model, CompactCNN) and 20_000 < count_parameters(model) < 30_000
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+    with pytest.raises(ValueError, match="8 pixels"):
+        CompactCNN(image_size=4)
+    table = composed_cost_ratio("compact_cnn", depths=(1, 2), batch_size=8, steps=1)
+    assert list(table["forward"]) == ["plain", "auto", "chained"] and (table["seconds_per_step"] > 0).all()
+    assert table["ratio_to_baseline"].iloc[0] == 1.0
+
+
+def test_figures(tiny_protocol: dict[str, pd.DataFrame]) -> None:
+    for fig in (plot_classification(_fake_results(), title="toy"),
+                plot_protocol({"live": tiny_protocol["results"], "fake": _fake_results()}, title="toy"),
+                plot_lr_grid(tiny_protocol["grid"]), plot_history(tiny_protocol["history"]),
+                plot_epoch_curves([{"epoch": 0, "train_loss": 1.0, "val_top1": 0.2},
+                                   {"epoch": 1, "train_loss": 0.5, "val_top1": 0.4}])):
+        assert fig.axes
+        plt.close(fig)
+    with pytest.raises(ValueError, match="columns"):
+        plot_classification(pd.DataFrame({"model": ["a"]}))
+    with pytest.raises(ValueError, match="at least one source"):
+        plot_protocol({})
 
 
 # ------------------------------------------------------------------------------------------------------------ checkers
@@ -326,7 +420,7 @@ def test_imagenet_cost_helpers() -> None:
 def test_read_run(tmp_path: Path) -> None:
     from lowrank_utils.chapters.ch09_imagenet.experiment import read_run
 
-    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"metrics\.jsonl"):
         read_run(tmp_path)
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 0, "val_top1": 0.5}\n{"epoch": 1, "val_top1": 0.75}\n')
     metrics, final = read_run(tmp_path)
@@ -335,15 +429,14 @@ def test_read_run(tmp_path: Path) -> None:
     assert read_run(tmp_path)[1]["world_size"] == 2
 
 
-def test_command_line_stores_results_with_provenance(tmp_path: Path) -> None:
-    if not FASHION.is_dir():
-        pytest.skip("Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist")
+def test_command_line_runs_a_preset_into_a_folder(tmp_path: Path) -> None:
     from lowrank_utils.chapters.ch08_image_classification.experiment import main
 
-    out = tmp_path / "quick.json"
-    main(["--scale", "quick", "--out", str(out), "--seeds", "0", "1", "--epochs", "1", "--train-subset", "300",
-          "--test-subset", "100"])
-    results, provenance = load_classification_results(out)
-    assert len(results) == 6 and provenance["seeds"] == [0, 1]
-    assert provenance["config"]["epochs"] == 1 and provenance["config"]["rank_samples"] == 100
-    assert "--scale quick" in provenance["command"] and provenance["hardware"] and provenance["date"]
+    out = tmp_path / "runs"
+    with pytest.MonkeyPatch.context() as mp:  # the quick preset, shrunk to the tiny digits protocol
+        mp.setattr(ClassificationConfig, "QUICK", {**TINY, "depths": (1,), "seeds": (0,), "lr_grid": (0.1,)})
+        main(["--preset", "quick", "--out", str(out), "--epochs", "1"])
+    frames, provenance = load_stored_protocol(out)
+    assert len(frames["results"]) == 1 and len(frames["grid"]) == 1 and len(provenance) == 2
+    assert (provenance["command"].str.contains("--preset quick")).all()
+    assert frames["results"]["epochs"].tolist() == [1]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,6 @@ def check_embedding_rho(fn: Callable[[nn.Module, torch.Tensor], Any],
     """Check ``fn(model, images) -> ρ``: the effective rank of the centred Gram matrix of ``model.features(images)``
     (the embeddings the classifier reads), for small CNNs in eval mode."""
     from lowrank_utils.models import SmallCNN
-
     from lowrank_utils.rank import gram_effective_rank
 
     for seed, width in ((0, 4), (1, 8)):
