@@ -44,6 +44,7 @@ from .data import (
 from .models import (
     ACTIVATIONS,
     WEIGHT_INITS,
+    CompactCNN,
     Sine,
     SmallCNN,
     activation_gain,
@@ -136,6 +137,7 @@ __all__ = [
     # models
     "ACTIVATIONS",
     "WEIGHT_INITS",
+    "CompactCNN",
     "Sine",
     "SmallCNN",
     "activation_gain",
