@@ -3,21 +3,17 @@ exercise checkers."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import nn  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
 
 from lowrank_utils.chapters.ch07_linear_overparameterization.checks import (
     check_collapse_linear,
     check_compose_kernels,
-)  # noqa: E402
+)
 from lowrank_utils.chapters.ch07_linear_overparameterization.experiment import (
     InitRankConfig,
     SpectrumConfig,
@@ -39,22 +35,10 @@ from lowrank_utils.chapters.ch07_linear_overparameterization.figures import (
     plot_spectrum_change,
     plot_spectrum_dynamics,
 )
-from lowrank_utils.overparam import OverparamConv2d, collapse, overparameterize  # noqa: E402
+from lowrank_utils.overparam import OverparamConv2d, collapse, overparameterize
 
-
-@pytest.fixture(autouse=True)
-def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
-    monkeypatch.setenv("LOWRANK_GRADING", "0")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: on the shared 2-core build machine, small ops are many times slower with two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One thread (tiny ops on the shared 2-core machine), and checkers that print a FAIL for the tests to read.
+pytestmark = pytest.mark.usefixtures("one_thread", "checkers_print_only")
 
 
 @pytest.fixture(scope="module")

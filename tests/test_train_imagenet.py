@@ -17,7 +17,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(TORCHRUN + ["-m", "lowrank_utils.train.imagenet", *args], cwd=cwd, env=env,
+    return subprocess.run([*TORCHRUN, "-m", "lowrank_utils.train.imagenet", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -27,18 +27,19 @@ def test_two_process_run_checkpoints_resumes_and_evaluates_collapsed(tmp_path: P
     common = ["--data", str(data), "--image-size", "32", "--batch-size", "4", "--workers", "0",
               "--overparam-depth", "2", "--out", str(out)]
 
-    first = _run(common + ["--epochs", "1"], tmp_path)
+    first = _run([*common, "--epochs", "1"], tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (out / "checkpoint.pt").exists()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
-    second = _run(common + ["--epochs", "2", "--resume"], tmp_path)
+    second = _run([*common, "--epochs", "2", "--resume"], tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout and "at epoch 1" in second.stdout
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [0, 1]
     final = json.loads((out / "final.json").read_text())
-    assert final["world_size"] == 2 and final["torch"] and final["date"] and "lowrank_utils.train.imagenet" in final["command"]
+    assert final["world_size"] == 2 and final["torch"] and final["date"]
+    assert "lowrank_utils.train.imagenet" in final["command"]
     # evaluation ran on the collapsed model, which has exactly the plain architecture's parameter count
     plain = count_parameters(torchvision.models.resnet18(weights=None, num_classes=3))
     assert final["original_params"] == plain
@@ -71,7 +72,7 @@ def test_a_checkpoint_with_arbitrary_pickled_objects_is_refused(tmp_path: Path) 
     assert load_checkpoint(tmp_path / "good.pt")["history"] == good["history"]
 
     torch.save({**good, "extra": _Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="refusing to load .*arbitrary code"):
+    with pytest.raises(ValueError, match=r"refusing to load .*arbitrary code"):
         load_checkpoint(tmp_path / "evil.pt")
 
     torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")

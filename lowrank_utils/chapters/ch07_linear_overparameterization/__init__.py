@@ -1,6 +1,7 @@
-"""Chapter 7 (linear over-parameterization of layers): the code behind ``book/07`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 7 (linear over-parameterization of layers): the code behind ``book/07``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ re-raised, so an unfinished exercise stops its cell.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lowrank_utils.checks import Verdict, call_answer, report
+from lowrank_utils.checks import Verdict, call_answer, report, tensor_answer
 from lowrank_utils.overparam import OverparamConv2d, OverparamLinear
 
 _DT = torch.float64
@@ -35,9 +36,11 @@ def _linear_reference(W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple[T
     """The package's end-to-end weight and bias of the two-factor layer with these factors."""
     layer = OverparamLinear(W1.shape[1], W2.shape[0], depth=2, hidden_features=W1.shape[0], dtype=_DT)
     with torch.no_grad():
-        for p, v in zip(list(layer.weights) + list(layer.biases), (W1, W2, b1, b2)):
+        for p, v in zip([*layer.weights, *layer.biases], (W1, W2, b1, b2), strict=True):
             p.copy_(v)
-        return layer.end_to_end_weight(), layer.end_to_end_bias()
+        bias = layer.end_to_end_bias()
+        assert bias is not None  # both factors carry a bias
+        return layer.end_to_end_weight(), bias
 
 
 def check_collapse_linear(
@@ -109,12 +112,9 @@ def check_compose_kernels(fn: Callable[[Tensor, Tensor], Any], name: str = "comp
     for label, (c0, c1, c2, a, b) in cases.items():
         k1 = torch.randn(c1, c0, a, a, generator=g, dtype=_DT)
         k2 = torch.randn(c2, c1, b, b, generator=g, dtype=_DT)
-        ok, out = call_answer(name, fn, k1.clone(), k2.clone())
-        if not ok:
-            return Verdict(name, False)
-        k = _as_tensor(out)
-        if k is None:
-            return report(name, False, f"return a tensor, got {type(out).__name__}.")
+        k = tensor_answer(name, fn, k1.clone(), k2.clone(), call="fn(k1, k2)")
+        if isinstance(k, Verdict):
+            return k
         ref = _kernel_reference(k1, k2)
         size = a + b - 1
         if k.shape != ref.shape:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from lowrank_utils.chapters.ch08_image_classification.checks import as_numbers
-from lowrank_utils.checks import Verdict, call_answer, report
+from lowrank_utils.checks import Verdict, as_numbers, call_answer, check_choice, report
 from lowrank_utils.overparam import OverparamConv2d
 
 
@@ -68,10 +68,10 @@ def _shard_average_reference(model: nn.Module, X: torch.Tensor, Y: torch.Tensor,
                              ) -> list[torch.Tensor]:
     params = list(model.parameters())
     total = [torch.zeros_like(p) for p in params]
-    shards = list(zip(torch.tensor_split(X, processes), torch.tensor_split(Y, processes)))
+    shards = list(zip(torch.tensor_split(X, processes), torch.tensor_split(Y, processes), strict=True))
     for xs, ys in shards:
         grads = torch.autograd.grad(nn.functional.mse_loss(model(xs), ys), params)
-        total = [t + g for t, g in zip(total, grads)]
+        total = [t + g for t, g in zip(total, grads, strict=True)]
     return [t / len(shards) for t in total]
 
 
@@ -94,16 +94,17 @@ def check_shard_average(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor, int
         try:
             got = [torch.as_tensor(v, dtype=torch.float64).detach() for v in out]
         except Exception:
-            return report(name, False, f"return a list with one gradient tensor per parameter, got {type(out).__name__}.")
+            return report(name, False,
+                          f"return a list with one gradient tensor per parameter, got {type(out).__name__}.")
         label = f"a batch of {n} split over {processes} process(es)"
-        if len(got) != len(expected) or any(a.shape != b.shape for a, b in zip(got, expected)):
+        if len(got) != len(expected) or any(a.shape != b.shape for a, b in zip(got, expected, strict=True)):
             return report(name, False, f"for {label} return one tensor per parameter, in model.parameters() order.")
-        if all(torch.allclose(a, b, atol=1e-10, rtol=1e-8) for a, b in zip(got, expected)):
+        if all(torch.allclose(a, b, atol=1e-10, rtol=1e-8) for a, b in zip(got, expected, strict=True)):
             continue
         full = torch.autograd.grad(nn.functional.mse_loss(model(X), Y), list(model.parameters()))
-        if all(torch.allclose(a, p * processes, atol=1e-10, rtol=1e-8) for a, p in zip(got, expected)):
+        if all(torch.allclose(a, p * processes, atol=1e-10, rtol=1e-8) for a, p in zip(got, expected, strict=True)):
             hint = "you summed the shards' gradients; all-reduce in DDP averages them (divides by the world size)."
-        elif all(torch.allclose(a, b, atol=1e-10, rtol=1e-8) for a, b in zip(got, full)):
+        elif all(torch.allclose(a, b, atol=1e-10, rtol=1e-8) for a, b in zip(got, full, strict=True)):
             hint = ("you returned the full-batch gradient. With unequal shards (10 = 4 + 3 + 3) the average of the "
                     "shard means is not the mean over the batch: compute each shard's gradient.")
         else:
@@ -119,8 +120,6 @@ statistics, so DDP over P processes of batch b is not the same step as one proce
 
 def check_batchnorm_prediction(answer: Any, name: str = "prediction: DDP with BatchNorm") -> Verdict:
     """Grade the prediction for ResNet-18 (BatchNorm layers) against :data:`BATCHNORM_ANSWER`."""
-    from lowrank_utils.checks import check_choice
-
     return check_choice(name, answer, BATCHNORM_ANSWER, ("same", "different"),
                         hint="what does a BatchNorm layer compute from its batch in training mode, and which batch "
                              "does it see in each process?")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -18,7 +19,7 @@ def plot_epoch_curves(history: pd.DataFrame | list[dict[str, Any]], metrics: Seq
     if missing:
         raise ValueError(f"plot_epoch_curves needs the columns {sorted(missing)} in the log.")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         ax.plot(df["epoch"], df[metric], marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " "))
