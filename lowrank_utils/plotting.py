@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -106,6 +107,15 @@ def errorbar_lines(ax: plt.Axes, df: pd.DataFrame, x: str, y: str, by: str | Non
                     label=(name + label_suffix) if (name or label_suffix) else None)
 
 
+def label_short_log_axis(ax: plt.Axes) -> None:
+    """On a log y axis spanning less than a decade, label the minor ticks too (else it shows one number or none)."""
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 10:  # evenly spaced plain ticks: no power of ten, or one, falls inside the range
+        ax.yaxis.set_major_locator(mticker.MaxNLocator(4))
+        ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_locator(mticker.NullLocator())
+
+
 # Figures shared by the regression chapters (4 and 6).
 
 
@@ -132,6 +142,7 @@ def plot_depth_regression(summary: pd.DataFrame, *, hue: str = "target") -> Figu
     axes[0].set_title(r"effective rank $\rho$")
     errorbar_lines(axes[1], data, "depth", "train_loss", hue, colors=colours, labels=labels, spread="range")
     axes[1].set_yscale("log")
+    label_short_log_axis(axes[1])
     axes[1].set_ylabel("train MSE (log scale; bars: min-max)")
     axes[1].set_title("train loss")
     errorbar_lines(axes[2], data, "depth", "test_loss", hue, colors=colours, labels=labels)
