@@ -4,7 +4,7 @@ weight distribution."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -295,6 +295,7 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             kh, kw = module.kernel_size
             total += output[0].numel() * (module.in_channels // module.groups) * kh * kw
         else:
+            assert isinstance(module, nn.Linear)  # the hook is registered on convolutions and linear layers only
             total += module.in_features * module.out_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

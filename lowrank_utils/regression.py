@@ -8,8 +8,9 @@ Gram matrix there whatever its depth."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from lowrank_utils import validate as check
 from lowrank_utils.models import make_mlp
-from lowrank_utils.rank import entropy_effective_rank
+from lowrank_utils.rank import entropy_effective_rank, gram_effective_rank, gram_features
 from lowrank_utils.runtime import stable_seed
 from lowrank_utils.train.loop import (
     OPTIMIZERS,
@@ -95,14 +96,12 @@ def make_regression_task(
 def _rho_of_features(phi: Tensor, center: bool = True) -> float:
     """ρ(K) for features Φ (n × f), from the smaller of ΦΦᵀ and ΦᵀΦ (same non-zero spectrum); 0 for a constant map."""
     phi = phi.detach().double().cpu()
-    if center:
-        phi = phi - phi.mean(dim=0, keepdim=True)
     if not bool(torch.isfinite(phi).all()):
         return math.nan
-    if float(phi.norm()) <= 1e-12 * max(1.0, float(phi.abs().max())):
+    centred = gram_features(phi, center=center)
+    if float(centred.norm()) <= 1e-12 * max(1.0, float(centred.abs().max())):
         return 0.0  # every input mapped to the same output: the limit of an ever more concentrated spectrum
-    small = phi @ phi.T if phi.shape[0] <= phi.shape[1] else phi.T @ phi
-    return float(entropy_effective_rank((small + small.T) / 2, symmetric_psd=True))
+    return float(gram_effective_rank(phi, center=center))
 
 
 def output_rho(model: nn.Module, X: Tensor, *, center: bool = True) -> float:

@@ -44,7 +44,7 @@ from lowrank_utils.chapters.ch08_image_classification.figures import (
 from lowrank_utils.chapters.ch09_imagenet.checks import check_global_batch_and_lr, check_overparam_conv_params
 from lowrank_utils.chapters.ch09_imagenet.figures import plot_epoch_curves
 from lowrank_utils.data import DatasetUnavailable
-from lowrank_utils.models import CifarResNet18, CompactCNN, build_model, count_parameters
+from lowrank_utils.models import CifarResNet18, CompactCNN, SmallCNN, build_model, count_parameters
 from lowrank_utils.rank import gram_effective_rank
 from lowrank_utils.results import PROVENANCE_FIELDS, load_results
 
@@ -53,6 +53,13 @@ pytestmark = pytest.mark.usefixtures("one_thread", "checkers_print_only")
 # A tiny protocol on scikit-learn's digits (bundled, 8x8 images): every stage runs in a couple of seconds.
 TINY = dict(datasets=("digits",), train_subset=300, validation_size=100, test_subset=200, rank_samples=100, epochs=4,
             batch_size=25, lr_grid=(0.02, 0.1), depths=(1, 2), seeds=(0, 1), progress=False)
+
+
+def _stored(folder: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """load_stored_protocol on a folder that holds runs."""
+    loaded = load_stored_protocol(folder)
+    assert loaded is not None, f"no stored runs in {folder}"
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +176,7 @@ def test_stored_protocol_matches_the_live_one_resumes_and_keeps_provenance(
             run_stored_protocol(config, tmp_path, command="test")
     assert not (tmp_path / "grid_digits_compact_cnn_x1_lr0.02_seed100.json").exists()
     assert not list(tmp_path.glob("final_*"))  # the held grid run blocks that model's final runs
-    partial, _ = load_stored_protocol(tmp_path)  # an incomplete grid chooses nothing
+    partial, _ = _stored(tmp_path)  # an incomplete grid chooses nothing
     assert partial["status"][["grid_runs", "seeded_runs"]].values.tolist() == [["3/4", "0/4"]]
     assert partial["choice"].empty and partial["results"].empty
     (tmp_path / "grid_digits_compact_cnn_x1_lr0.02_seed100.lock").unlink()
@@ -179,7 +186,7 @@ def test_stored_protocol_matches_the_live_one_resumes_and_keeps_provenance(
     stamps = {p: p.stat().st_mtime_ns for p in files}
     run_stored_protocol(config, tmp_path, command="test")  # resumed: nothing left to do
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
-    frames, provenance = load_stored_protocol(tmp_path)
+    frames, provenance = _stored(tmp_path)
     assert frames["status"][["grid_runs", "seeded_runs"]].values.tolist() == [["4/4", "4/4"]]
     live = tiny_protocol["results"].sort_values(["depth", "seed"]).reset_index(drop=True)
     stored = frames["results"].sort_values(["depth", "seed"]).reset_index(drop=True)
@@ -197,7 +204,9 @@ def test_every_stored_run_file_has_its_provenance() -> None:
     files = sorted(STORED_FOLDER.glob("*.json"))
     assert files, f"no stored runs in {STORED_FOLDER}; run scripts/run_ch08_fashion_mnist.sh"
     for path in files:
-        frames, provenance = load_results(path)
+        loaded = load_results(path)
+        assert loaded is not None
+        frames, provenance = loaded
         assert all(provenance[field] not in (None, "", []) for field in PROVENANCE_FIELDS), path.name
         run = frames["run"].iloc[0]
         assert provenance["seeds"] == [int(run["seed"])] and provenance["config"]["seed"] == run["seed"]
@@ -360,9 +369,15 @@ def _stub(*args):
     raise NotImplementedError("exercise")
 
 
+def _embeddings(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The penultimate embeddings of the small CNN that check_embedding_rho hands over."""
+    assert isinstance(model, SmallCNN)
+    return model.features(images)
+
+
 def test_checkers_pass_right_answers_and_fail_wrong_ones(capsys: pytest.CaptureFixture) -> None:
-    assert check_embedding_rho(lambda m, x: gram_effective_rank(m.features(x), center=True))
-    assert not check_embedding_rho(lambda m, x: gram_effective_rank(m.features(x)))
+    assert check_embedding_rho(lambda m, x: gram_effective_rank(_embeddings(m, x), center=True))
+    assert not check_embedding_rho(lambda m, x: gram_effective_rank(_embeddings(m, x)))
     assert not check_embedding_rho(lambda m, x: gram_effective_rank(m(x), center=True))
     assert check_welch_t(_welch)
     assert not check_welch_t(lambda a, b: (_welch(a, b)[0], len(a) + len(b) - 2))
@@ -408,7 +423,8 @@ def test_imagenet_cost_helpers() -> None:
     assert steps_per_epoch(IMAGENET_TRAIN_IMAGES, 32, 8) == 5004  # ⌈1,281,167 / 8⌉ // 32
     assert steps_per_epoch(64, 8, 2) == 4 and steps_per_epoch(10, 4, 2, drop_last=False) == 2
     assert gpu_hours(0.5, 3600, 2, 4) == pytest.approx(4.0)
-    cmd = torchrun_command(["--data", Path("x"), "--epochs", 1], nproc=2)
+    # A Path and an int on purpose: the helper str()s every argument, which this checks.
+    cmd = torchrun_command(["--data", Path("x"), "--epochs", 1], nproc=2)  # type: ignore[list-item]
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     assert cmd[6:] == ["-m", "lowrank_utils.train.imagenet", "--data", "x", "--epochs", "1"]
     with pytest.raises(ValueError):
@@ -436,7 +452,7 @@ def test_command_line_runs_a_preset_into_a_folder(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:  # the quick preset, shrunk to the tiny digits protocol
         mp.setattr(ClassificationConfig, "QUICK", {**TINY, "depths": (1,), "seeds": (0,), "lr_grid": (0.1,)})
         main(["--preset", "quick", "--out", str(out), "--epochs", "1"])
-    frames, provenance = load_stored_protocol(out)
+    frames, provenance = _stored(out)
     assert len(frames["results"]) == 1 and len(frames["grid"]) == 1 and len(provenance) == 2
     assert (provenance["command"].str.contains("--preset quick")).all()
     assert frames["results"]["epochs"].tolist() == [1]

@@ -7,17 +7,14 @@ those depths (test_runs_do_not_depend_on_the_other_depths checks it).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
 
 from lowrank_utils.chapters.ch04_trained_networks.checks import (
     check_best_test_depth,
@@ -59,9 +56,9 @@ from lowrank_utils.chapters.ch06_initialization.experiment import (
     low_rank_init_,
 )
 from lowrank_utils.chapters.ch06_initialization.figures import plot_init_comparison
-from lowrank_utils.models import linear_layers, make_mlp  # noqa: E402
+from lowrank_utils.models import linear_layers, make_mlp
 from lowrank_utils.plotting import plot_depth_regression, plot_rho_dynamics
-from lowrank_utils.rank import gram_effective_rank  # noqa: E402
+from lowrank_utils.rank import gram_effective_rank
 from lowrank_utils.regression import (
     best_depths,
     make_regression_task,
@@ -69,13 +66,10 @@ from lowrank_utils.regression import (
     output_rho,
 )
 from lowrank_utils.results import load_results, save_results
-from lowrank_utils.train.loop import OPTIMIZERS, TrainingDiverged  # noqa: E402
+from lowrank_utils.train.loop import OPTIMIZERS, TrainingDiverged
 
-
-@pytest.fixture(autouse=True)
-def _checkers_print_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead."""
-    monkeypatch.setenv("LOWRANK_GRADING", "0")
+# These tests read the checkers' verdicts; in grading mode (the default) a FAIL would raise instead.
+pytestmark = pytest.mark.usefixtures("checkers_print_only")
 
 
 QUIET = dict(progress=False)
@@ -238,7 +232,7 @@ def test_low_rank_init_sets_rank_and_keeps_scale() -> None:
     model = make_mlp(10, 12, 3, generator=torch.Generator().manual_seed(0))
     norms = [float(layer.weight.detach().norm()) for layer in linear_layers(model)]
     low_rank_init_(model, 2, torch.Generator().manual_seed(1))
-    for layer, norm in zip(linear_layers(model), norms):
+    for layer, norm in zip(linear_layers(model), norms, strict=True):
         assert int(torch.linalg.matrix_rank(layer.weight.detach().double(), rtol=1e-5)) == 2
         assert math.isclose(float(layer.weight.detach().norm()), norm, rel_tol=1e-5)
     config = InitComparisonConfig.quick(width=8, init_rank=2)
@@ -247,7 +241,7 @@ def test_low_rank_init_sets_rank_and_keeps_scale() -> None:
     assert [tuple(m.weight.shape) for m in linear_layers(a)] == [tuple(m.weight.shape) for m in linear_layers(b)]
     with pytest.raises(ValueError, match="rank must be a positive integer"):
         low_rank_init_(model, 0)
-    with pytest.raises(ValueError, match="no nn.Linear"):
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
         low_rank_init_(torch.nn.ReLU(), 2)
 
 
@@ -276,7 +270,7 @@ def test_presets_are_frozen_and_full_is_bigger() -> None:
     for cls in (ActivationTrainingConfig, DepthRegressionConfig, OptimizerComparisonConfig, InitComparisonConfig):
         quick, full = cls.for_scale("quick"), cls.for_scale("full")
         assert len(full.seeds) > len(quick.seeds)
-        with pytest.raises(Exception):
+        with pytest.raises(dataclasses.FrozenInstanceError):
             quick.seeds = (5,)  # type: ignore[misc]
     assert max(DepthRegressionConfig.full().depths) == 32
     assert DepthRegressionConfig.rank_sweep("quick").target_ranks == (1, 2, 4, 8, 16, 32)
@@ -286,7 +280,9 @@ def test_stored_results_round_trip_with_provenance(tmp_path) -> None:
     df = pd.DataFrame({"depth": [1, 2], "rho_final": [2.0, 1.5]})
     config = DepthRegressionConfig.quick()
     path = save_results({"summary": df}, config, tmp_path / "r.json", command="depth_regression(...)", wall_time_s=1.0)
-    frames, provenance = load_results(path)
+    loaded = load_results(path)
+    assert loaded is not None
+    frames, provenance = loaded
     pd.testing.assert_frame_equal(frames["summary"], df)
     assert provenance["config"]["lr"] == config.lr and provenance["seeds"] == list(config.seeds)
     assert load_results(tmp_path / "missing.json") is None

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
+from torchvision.datasets import ImageFolder
 
 from lowrank_utils.data import load_dataset
 from lowrank_utils.models import count_parameters
@@ -66,7 +67,8 @@ def write_tiny_imagefolder(root: str | os.PathLike[str], classes: int = 4, per_c
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     p = argparse.ArgumentParser(description="DDP ImageNet training with linear over-parameterization.")
-    p.add_argument("--data", required=True, help="ImageFolder root with train/ and val/ (or a folder holding imagenet/)")
+    p.add_argument("--data", required=True,
+                   help="ImageFolder root with train/ and val/ (or a folder holding imagenet/)")
     p.add_argument("--arch", default="resnet18", help="torchvision model name (resnet18, alexnet, mobilenet_v2, ...)")
     p.add_argument("--overparam-depth", type=int, default=1, help="factors per layer; 1 trains the plain model")
     p.add_argument("--epochs", type=int, default=90)
@@ -191,9 +193,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     train_set = load_dataset("imagenet", "train", root=args.data, augment=True, image_size=args.image_size)
     val_set = load_dataset("imagenet", "val", root=args.data, image_size=args.image_size)
+    assert isinstance(train_set, ImageFolder)  # ImageNet without a subset is the ImageFolder itself
     num_classes = len(train_set.classes)
-    train_sampler = DistributedSampler(train_set, ctx.world, ctx.rank, shuffle=True, seed=args.seed)
-    val_sampler = DistributedSampler(val_set, ctx.world, ctx.rank, shuffle=False)
+    train_sampler: DistributedSampler[int] = DistributedSampler(train_set, ctx.world, ctx.rank, shuffle=True,
+                                                                seed=args.seed)
+    val_sampler: DistributedSampler[int] = DistributedSampler(val_set, ctx.world, ctx.rank, shuffle=False)
     pin = ctx.device.type == "cuda"
     train_loader = DataLoader(train_set, args.batch_size, sampler=train_sampler, num_workers=args.workers,
                               pin_memory=pin, drop_last=len(train_set) >= args.batch_size * ctx.world,
@@ -267,10 +271,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             device=ctx.device, check_every=50, name=f"{args.arch} x{args.overparam_depth}")
 
     if ctx.main:
-        hardware = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else platform.processor() or "cpu"
+        on_cuda = ctx.device.type == "cuda"
+        hardware = torch.cuda.get_device_name(ctx.device) if on_cuda else platform.processor() or "cpu"
         final = {"command": " ".join([Path(sys.executable).name, "-m", "lowrank_utils.train.imagenet", *sys.argv[1:]]),
                  "args": vars(args), "world_size": ctx.world, "device": ctx.device.type, "hardware": hardware,
-                 "torch": torch.__version__, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "torch": torch.__version__, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                  "original_params": original_params, "history": history}
         (out / "final.json").write_text(json.dumps(final, indent=2))
     ctx.close()

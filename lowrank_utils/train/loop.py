@@ -26,8 +26,9 @@ import math
 import numbers
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -334,7 +335,8 @@ def fit_regression(
 
 
 class _Stepper(Protocol):
-    evaluations: int
+    @property
+    def evaluations(self) -> int: ...  # read-only here: CMA-ES and random search report their objective's count
 
     def step(self, batch: tuple[Tensor, Tensor], step: int) -> float: ...
 

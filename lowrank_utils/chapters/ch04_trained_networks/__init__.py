@@ -1,6 +1,7 @@
-"""Chapter 4 (Observation 2: trained networks): the code behind ``book/04`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 4 (Observation 2: trained networks): the code behind ``book/04``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -68,7 +68,8 @@ class ActivationTrainingConfig(Presets):
 
     # quick (the defaults, ~10 s of CPU): width 32, 24 training samples, one seed, Adam at 3e-3, <= 300 steps.
     # full: width 64, 48 training samples, 256 test inputs, five seeds, at most 2,000 Adam steps at 1e-3.
-    FULL = dict(width=64, n_train=48, n_test=256, n_gram=64, seeds=(0, 1, 2, 3, 4), lr=1e-3, steps=2000)
+    FULL: ClassVar[dict[str, Any]] = dict(width=64, n_train=48, n_test=256, n_gram=64, seeds=(0, 1, 2, 3, 4), lr=1e-3,
+                                          steps=2000)
 
     activations: tuple[str, ...] = ACTIVATIONS
     depths: tuple[int, ...] = (2, 4, 8, 16)
@@ -159,7 +160,8 @@ class DepthRegressionConfig(Presets):
     # quick (the defaults, ~8 s of CPU): width 32, 24 training samples, targets of rank 4 and 32, depths 1-16,
     # seeds 0 and 1, SGD at lr 0.05 for at most 1,000 steps.
     # full: depths 1-32, five seeds, SGD at lr 0.02 (0.05 diverges at depth 32) for at most 4,000 steps.
-    FULL = dict(depths=(1, 2, 4, 8, 16, 32), seeds=(0, 1, 2, 3, 4), lr=0.02, steps=4000, log_every=100)
+    FULL: ClassVar[dict[str, Any]] = dict(depths=(1, 2, 4, 8, 16, 32), seeds=(0, 1, 2, 3, 4), lr=0.02, steps=4000,
+                                          log_every=100)
 
     depths: tuple[int, ...] = (1, 2, 4, 8, 16)
     target_ranks: tuple[int, ...] = (4, 32)
@@ -194,7 +196,7 @@ class DepthRegressionConfig(Presets):
         check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
 
     @classmethod
-    def rank_sweep(cls, scale: str = "quick", **overrides: Any) -> "DepthRegressionConfig":
+    def rank_sweep(cls, scale: str = "quick", **overrides: Any) -> DepthRegressionConfig:
         """The "targets of several ranks" variant of the preset: ranks 1-32 at a few depths, one seed in quick."""
         if scale == "quick":
             settings: dict[str, Any] = dict(target_ranks=(1, 2, 4, 8, 16, 32), depths=(1, 4, 16), seeds=(0,),

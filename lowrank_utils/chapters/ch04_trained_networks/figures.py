@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,7 +25,7 @@ def plot_activation_rho(results: pd.DataFrame) -> Figure:
     require_columns(results, ["activation", "depth", "rho_init", "rho_final"], "plot_activation_rho")
     data = without_diverged(results)
     activations = [str(a) for a in pd.unique(data["activation"])]
-    colours = dict(zip(activations, sns.color_palette("tab10", len(activations))))
+    colours = dict(zip(activations, sns.color_palette("tab10", len(activations)), strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
     for ax, column, title in ((axes[0], "rho_init", "at initialisation"), (axes[1], "rho_final", "after training")):
         part = data.assign(activation=data["activation"].astype(str))

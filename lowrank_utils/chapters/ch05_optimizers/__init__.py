@@ -1,6 +1,7 @@
-"""Chapter 5 (Observation 3: optimizers): the code behind ``book/05`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 5 (Observation 3: optimizers): the code behind ``book/05``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,12 +39,12 @@ def check_random_search(fn: Callable[..., Any], name: str = "random search by ha
         return report(name, False, f"return the list of losses (one number per step), got {type(losses).__name__}.")
     if len(losses) != 600:
         return report(name, False, f"expected one loss per step (600), got {len(losses)}.")
-    if any(b > a + 1e-6 for a, b in zip(losses, losses[1:])):
+    if any(b > a + 1e-6 for a, b in itertools.pairwise(losses)):
         return report(name, False, "the loss went up: keep a proposal only if its loss is lower than the current "
                                    "one, otherwise restore the previous parameters.")
     with torch.no_grad():
         final = float(torch.nn.functional.mse_loss(model(task.X_train), task.Y_train))
-    if all(torch.equal(a, b) for a, b in zip(before, model.parameters())):
+    if all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)):
         return report(name, False, "the model's parameters never changed: write accepted proposals back into it "
                                    "(torch.nn.utils.vector_to_parameters).")
     if not math.isclose(final, losses[-1], rel_tol=1e-4, abs_tol=1e-7):

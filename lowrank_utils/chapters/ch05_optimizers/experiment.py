@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -61,7 +62,7 @@ class OptimizerComparisonConfig(Presets):
 
     # quick (the defaults, ~20 s of CPU, most of it CMA-ES): width 8, 6 training samples, rank-2 target, seeds 0-2.
     # full: ten seeds, a tighter tolerance (1e-3) and twice the step budgets; same network sizes.
-    FULL = dict(seeds=tuple(range(10)), tolerance=1e-3,
+    FULL: ClassVar[dict[str, Any]] = dict(seeds=tuple(range(10)), tolerance=1e-3,
                 settings=tuple((name, lr, 2 * steps) for name, lr, steps in DEFAULT_OPTIMIZER_SETTINGS))
 
     optimizers: tuple[str, ...] = OPTIMIZERS

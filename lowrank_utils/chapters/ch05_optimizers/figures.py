@@ -25,8 +25,8 @@ def plot_optimizer_rho(df: pd.DataFrame) -> Figure:
     families = [f for f in ("gradient-based", "gradient-free") if f in set(data["family"])]
     fig, axes = plt.subplots(1, len(families), figsize=(5.6 * len(families), 4.0), sharey=True, squeeze=False)
     optimizers = list(pd.unique(data["optimizer"]))
-    colours = dict(zip(optimizers, sns.color_palette("tab10", len(optimizers))))
-    for ax, family in zip(axes[0], families):
+    colours = dict(zip(optimizers, sns.color_palette("tab10", len(optimizers)), strict=True))
+    for ax, family in zip(axes[0], families, strict=True):
         part = data[data["family"] == family]
         stats = part.groupby(["optimizer", "depth"], observed=True)["rho_final"].agg(["mean", "sem"]).reset_index()
         names = list(pd.unique(stats["optimizer"]))

@@ -1,6 +1,7 @@
-"""Chapter 6 (Observation 4: initialisation): the code behind ``book/06`` -- the experiment, its figures and its exercise checkers.
+"""Chapter 6 (Observation 4: initialisation): the code behind ``book/06``.
 
-The notebook imports everything from here; each name lives in one of the submodules below.
+The experiment, its figures and its exercise checkers. The notebook imports everything from here; each name lives in
+one of the submodules below.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def check_low_rank_init(fn: Callable[[nn.Module, int, torch.Generator], Any], na
                 return report(name, False, f"layer {i} has Frobenius norm {float(W.norm()):.4g}, but had "
                                            f"{norms[i]:.4g}: rescale the product to the norm the weight had before.")
     after = [layer.bias for layer in linear_layers(model) if layer.bias is not None]
-    if any(not torch.equal(a, b) for a, b in zip(biases, after)):
+    if len(after) != len(biases) or any(not torch.equal(a, b) for a, b in zip(biases, after, strict=True)):
         return report(name, False, "the biases changed; only the weights should be re-initialised.")
     return report(name, True)
 

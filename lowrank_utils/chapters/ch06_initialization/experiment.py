@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -96,7 +96,8 @@ class InitComparisonConfig(Presets):
     # quick (the defaults, ~10 s of CPU): width 32, 24 training samples, rank-4 target, rank-8 init, depths 1-16,
     # seeds 0-2, Adam at lr 3e-3 for at most 1,000 steps.
     # full: depths 1-32, ten seeds, at most 3,000 Adam steps at lr 1e-3; same sizes.
-    FULL = dict(depths=(1, 2, 4, 8, 16, 32), seeds=tuple(range(10)), lr=1e-3, steps=3000, log_every=50)
+    FULL: ClassVar[dict[str, Any]] = dict(depths=(1, 2, 4, 8, 16, 32), seeds=tuple(range(10)), lr=1e-3, steps=3000,
+                                          log_every=50)
 
     inits: tuple[str, ...] = ("default", "orthogonal", "low_rank")
     init_rank: int = 8

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -65,6 +66,8 @@ def _randomise(model: nn.Module, g: torch.Generator) -> None:
                     b.copy_(0.1 * torch.randn(b.shape, generator=g, dtype=b.dtype))
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 n = m.num_features
+                # the tracked statistics and the affine parameters exist: the models built here keep both
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.copy_(0.5 * torch.randn(n, generator=g, dtype=m.running_mean.dtype))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=m.running_var.dtype))
                 m.weight.copy_(1 + 0.2 * torch.randn(n, generator=g, dtype=m.weight.dtype))
@@ -95,8 +98,9 @@ def _collapse_cases() -> list[tuple[str, nn.Module, tuple[int, ...]]]:
 def collapse_check(seed: int = 0) -> pd.DataFrame:
     """Expanded layers (run factor by factor) against their collapsed standard layers, in float64.
 
-    One row per case: trainable parameters while training (expanded) and after :func:`~lowrank_utils.overparam.collapse`, and the largest
-    absolute difference between the two outputs on a random input.
+    One row per case: trainable parameters while training (expanded) and after
+    :func:`~lowrank_utils.overparam.collapse`, and the largest absolute difference between the two outputs on a random
+    input.
     """
     check.integer("seed", seed, 0)
     with torch.random.fork_rng(devices=[]):
@@ -119,8 +123,9 @@ def collapse_check(seed: int = 0) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------------ cost
-def _cost_layers(channels: int, features: int, depths: Sequence[int]) -> list[tuple[str, int, nn.Module]]:
-    layers: list[tuple[str, int, nn.Module]] = []
+def _cost_layers(channels: int, features: int, depths: Sequence[int]
+                 ) -> list[tuple[str, int, OverparamConv2d | OverparamLinear]]:
+    layers: list[tuple[str, int, OverparamConv2d | OverparamLinear]] = []
     for d in depths:
         conv = OverparamConv2d(channels, channels, 3, depth=d, padding=1)
         layers.append((f"conv {channels}→{channels} 3x3", d, conv))
@@ -206,14 +211,14 @@ def _step_times(channels: int, image_size: int, batch: int, depths: Sequence[int
         for form in forms:
             layer.mode = form
 
-            def step() -> None:
+            def step(layer: OverparamConv2d = layer) -> None:  # this iteration's layer, bound as a default (B023)
                 layer.zero_grad(set_to_none=True)
                 layer(x).sum().backward()
 
             rows.append({"depth": d, "what": f"training step, {form}", "ms": _median_ms(step, repeats)})
         plain = layer.collapse()
 
-        def infer() -> None:
+        def infer(plain: nn.Conv2d = plain) -> None:
             with torch.no_grad():
                 plain(x)
 
@@ -234,7 +239,7 @@ class InitRankConfig(Presets):
 
     # quick (the defaults, ~2 s): 300 draws per (layer, depth), linear 64->64, conv 32->32 with a 3x3 kernel.
     # full: 1,000 draws, linear 128->128, conv 64->64 (about 40 s on one core).
-    FULL = dict(draws=1000, features=128, channels=64)
+    FULL: ClassVar[dict[str, Any]] = dict(draws=1000, features=128, channels=64)
 
     depths: tuple[int, ...] = (1, 2, 4, 8)
     draws: int = 300
@@ -311,12 +316,14 @@ def small_cnn(
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            assert m.bias is not None  # every layer above is built with its bias
             nn.init.zeros_(m.bias)
     return model
 
 
 def conv_layers(model: nn.Module) -> list[nn.Module]:
-    """The model's convolutions in order, plain ``nn.Conv2d`` and :class:`~lowrank_utils.overparam.OverparamConv2d` alike."""
+    """The model's convolutions in order, plain ``nn.Conv2d`` and :class:`~lowrank_utils.overparam.OverparamConv2d`
+    alike."""
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, OverparamConv2d))]
 
 
@@ -346,8 +353,9 @@ class SpectrumConfig(Presets):
     # 12 checkpoints, the last conv layer tracked.
     # full (a GPU preset; its time is an estimate, not measured): all 60,000 training images with random crops and
     # the 10,000 test images, 30 epochs of batch 128, channels (32, 64, 128), lr divided by 10 at 50% and 75%.
-    FULL = dict(train_subset=None, test_subset=None, epochs=30, batch_size=128, channels=(32, 64, 128),
-                milestones=(0.5, 0.75), augment=True, checkpoints=15, num_workers=2, cpu_threads=None)
+    FULL: ClassVar[dict[str, Any]] = dict(train_subset=None, test_subset=None, epochs=30, batch_size=128,
+                                          channels=(32, 64, 128), milestones=(0.5, 0.75), augment=True, checkpoints=15,
+                                          num_workers=2, cpu_threads=None)
 
     dataset: str = "fashion_mnist"
     train_subset: int | None = 4000
@@ -404,7 +412,7 @@ class SpectrumConfig(Presets):
 
 def _in_memory(ds: Dataset) -> TensorDataset:
     """Decode every image once (without augmentation there is nothing random to redo each epoch)."""
-    xs, ys = zip(*DataLoader(ds, batch_size=1000, shuffle=False))
+    xs, ys = zip(*DataLoader(ds, batch_size=1000, shuffle=False), strict=True)
     return TensorDataset(torch.cat(xs), torch.cat(ys))
 
 
@@ -415,7 +423,8 @@ def _loaders(config: SpectrumConfig) -> tuple[DataLoader, DataLoader]:
         train = _in_memory(train)
     gen = torch.Generator().manual_seed(config.seed)
     pin = torch.device(config.device).type == "cuda"
-    kw = dict(num_workers=config.num_workers, pin_memory=pin, persistent_workers=config.num_workers > 0)
+    kw: dict[str, Any] = dict(num_workers=config.num_workers, pin_memory=pin,
+                              persistent_workers=config.num_workers > 0)
     return (DataLoader(train, batch_size=config.batch_size, shuffle=True, generator=gen, **kw),
             DataLoader(test, batch_size=512, shuffle=False, **kw))
 

@@ -646,7 +646,8 @@ def load_stored_protocol(folder: str | Path = STORED_FOLDER) -> tuple[dict[str, 
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not paths:
         return None
-    runs, histories, provenance, protocols = [], [], [], {}
+    runs, histories, provenance = [], [], []
+    protocols: dict[tuple[str, str], dict[str, Any]] = {}
     for path in paths:
         loaded = load_results(path)
         assert loaded is not None
