@@ -150,7 +150,7 @@ def train_on_task(
     Returns a summary row -- ``rho_init``, ``rho_final`` (ρ on the test inputs), ``target_rho``, ``train_loss_init``,
     ``train_loss``, ``test_loss_init``, ``test_loss``, ``steps``, ``evaluations``, ``stop_reason``, ``diverged`` --
     and the training history (``step``, ``loss``, and with ``track`` also ``rho`` and ``test_loss`` at every logged
-    step, from the ``metrics`` callback). A diverging run raises :class:`~lowrank_utils.train.TrainingDiverged`
+    step, from the ``metrics`` callback). A diverging run raises :class:`~lowrank_utils.train.loop.TrainingDiverged`
     when ``on_divergence="raise"``; with ``"record"`` it is kept as a row with ``diverged=True`` and NaN results.
     """
     if on_divergence not in DIVERGENCE_MODES:

@@ -18,7 +18,7 @@ from lowrank_utils.train.loop import TrainConfig, fit_regression
 def check_rho_callback(make_callback: Callable[[torch.Tensor], Callable[..., Any]],
                        name: str = "ρ as a metrics callback") -> Verdict:
     """Check ``make_callback(X_eval)``: it must return a ``metrics(model, X)`` callback whose ``"rho"`` is ρ of the
-    centred Gram matrix of ``model(X_eval)``, usable by :func:`lowrank_utils.train.fit`."""
+    centred Gram matrix of ``model(X_eval)``, usable by :func:`lowrank_utils.train.loop.fit`."""
     task = make_regression_task(8, 8, 2, n_train=6, n_test=40, seed=3)
     ok, callback = call_answer(name, make_callback, task.X_test)
     if not ok:

@@ -10,7 +10,7 @@ Two experiments, each a pure function of a frozen config:
   ρ at initialisation and after training, the target's own ρ, train and test loss, the least-squares and zero
   baselines, the split of each network's test error into the target's part in the unseen input directions and the
   network's own leftover there (:func:`lowrank_utils.regression.error_split`), and the history of ρ during training
-  (recorded by :func:`lowrank_utils.train.fit`'s ``metrics`` callback). With ``target_ranks`` set to several ranks
+  (recorded by :func:`lowrank_utils.train.loop.fit`'s ``metrics`` callback). With ``target_ranks`` set to several ranks
   the same function gives the "targets of several ranks" sweep.
 * :func:`depth_one_limits` -- where gradient descent on a depth-1 network ends with unlimited steps (closed form).
 * :func:`task_baselines` -- the zero and least-squares baselines of the task for any sizes and seeds.
@@ -103,7 +103,7 @@ class ActivationTrainingConfig(Presets):
         check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.TrainConfig` of every run with this seed."""
+        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed."""
         return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
                            seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
                            log_every=self.steps)
@@ -112,10 +112,11 @@ class ActivationTrainingConfig(Presets):
 def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train one MLP per (activation, depth, seed); return ``(results, grams)``.
 
-    ``results``: one row per network -- activation, depth, seed, the columns of :func:`train_on_task`, and the
-    task's ``zero_test_loss`` and ``ls_test_loss`` (:func:`~lowrank_utils.regression.regression_baselines`).
-    ``grams``: the display form of K after training (see :func:`display_gram`) for the first seed, as tidy rows
-    (activation, depth, row, col, value, rho).
+    ``results``: one row per network -- activation, depth, seed, the columns of
+    :func:`~lowrank_utils.regression.train_on_task`, and the task's ``zero_test_loss`` and ``ls_test_loss``
+    (:func:`~lowrank_utils.regression.regression_baselines`).
+    ``grams``: the display form of K after training (see :func:`~lowrank_utils.regression.display_gram`) for the first
+    seed, as tidy rows (activation, depth, row, col, value, rho).
     """
     rows, grams = [], []
     runs = [(a, d, s) for s in config.seeds for a in config.activations for d in config.depths]
@@ -206,7 +207,7 @@ class DepthRegressionConfig(Presets):
         return cls.for_scale(scale, **{**settings, **overrides})
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.TrainConfig` of every run with this seed."""
+        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed."""
         return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
                            seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
                            log_every=self.log_every)
@@ -216,7 +217,8 @@ def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.Da
     """Train one deep linear network per (target rank, depth, seed); return ``(summary, history)``.
 
     ``summary``: one row per run with ``target`` ("low-rank"/"full-rank"), ``target_rank``, ``depth``, ``seed``,
-    the columns of :func:`train_on_task` and those of :func:`~lowrank_utils.regression.split_columns` (baselines,
+    the columns of :func:`~lowrank_utils.regression.train_on_task` and those of
+    :func:`~lowrank_utils.regression.split_columns` (baselines,
     ``target_unseen``, ``leftover_init``, ``leftover``, ``seen_error``, ``split_remainder``, ``leftover_rho``; NaN for
     a run that diverged). ``history``: the same keys plus ``step``, ``loss`` (train), ``rho`` and
     ``test_loss`` every ``config.log_every`` steps and at the end -- how ρ evolves during training.

@@ -2,7 +2,7 @@
 
 :func:`optimizer_comparison` trains the same small deep linear networks (depths 1, 2, 4, 8; the same initial
 weights for every optimizer) on the same under-determined regression task with each of the six optimizers of
-:mod:`lowrank_utils.train` -- SGD, SGD with Nesterov momentum, Adam, L-BFGS, and the gradient-free CMA-ES and
+:mod:`lowrank_utils.train.loop` -- SGD, SGD with Nesterov momentum, Adam, L-BFGS, and the gradient-free CMA-ES and
 random search -- over several seeds, and records ρ of the Gram matrix of the outputs on held-out inputs at
 initialisation and after training, and its change (``rho_change``).
 
@@ -116,7 +116,7 @@ class OptimizerComparisonConfig(Presets):
         return {name: (float(lr), int(steps)) for name, lr, steps in self.settings}
 
     def train_config(self, optimizer: str, seed: int) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.TrainConfig` of one run."""
+        """The :class:`~lowrank_utils.train.loop.TrainConfig` of one run."""
         lr, steps = self.settings_by_name[optimizer]
         return TrainConfig(optimizer=optimizer, lr=lr, steps=steps, tolerance=self.tolerance, seed=seed,
                            cpu_threads=self.cpu_threads, device=self.device, progress=False, log_every=steps)

@@ -1,4 +1,4 @@
-"""Chapter 5's figures: each draws a tidy DataFrame from :mod:`.experiment` in the book's style."""
+"""Chapter 5's figures: each draws a tidy DataFrame from the chapter's ``experiment`` module in the book's style."""
 
 from __future__ import annotations
 

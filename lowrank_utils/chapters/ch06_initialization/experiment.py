@@ -135,7 +135,7 @@ class InitComparisonConfig(Presets):
         check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
 
     def train_config(self, seed: int, **changes: Any) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.TrainConfig` of every run with this seed (``changes`` override fields)."""
+        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed (``changes``: overrides)."""
         values: dict[str, Any] = dict(optimizer=self.optimizer, lr=self.lr, steps=self.steps,
                                       tolerance=self.tolerance, seed=seed, cpu_threads=self.cpu_threads,
                                       device=self.device, progress=False, log_every=self.log_every)

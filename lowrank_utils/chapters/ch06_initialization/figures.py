@@ -1,4 +1,4 @@
-"""Chapter 6's figures: each draws a tidy DataFrame from :mod:`.experiment` in the book's style."""
+"""Chapter 6's figures: each draws a tidy DataFrame from the chapter's ``experiment`` module in the book's style."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lowrank_utils.plotting import (
 
 
 def plot_init_comparison(summary: pd.DataFrame) -> Figure:
-    """:func:`plot_depth_regression` with one colour per initialisation."""
+    """:func:`~lowrank_utils.plotting.plot_depth_regression` with one colour per initialisation."""
     require_columns(summary, ["init"], "plot_init_comparison")
     return plot_depth_regression(summary, hue="init")
 

@@ -18,10 +18,11 @@ Training runs through the package's one image-classification loop (:func:`lowran
 over-parameterized layers use their composed fast path where it is cheaper, so an over-parameterized run costs about
 what the baseline costs.
 
-Presets: :meth:`ClassificationConfig.quick` (a live CPU run of well under a minute on Fashion-MNIST subsets),
-:meth:`ClassificationConfig.full` (the full Fashion-MNIST, 55,000 / 5,000 / 10,000 images, two architectures: the
-runs stored with the package, under an hour of CPU time) and :meth:`ClassificationConfig.cifar` (ResNet-18 on CIFAR-10,
-one GPU, run it yourself). The command line runs a preset and stores one JSON file per run, resumably::
+Presets of :class:`ClassificationConfig`: :meth:`~lowrank_utils.presets.Presets.quick` (a live CPU run of well
+under a minute on Fashion-MNIST subsets), :meth:`~lowrank_utils.presets.Presets.full` (the full Fashion-MNIST,
+55,000 / 5,000 / 10,000 images, two architectures: the runs stored with the package, under an hour of CPU time) and
+:meth:`ClassificationConfig.cifar` (ResNet-18 on CIFAR-10, one GPU, run it yourself). The command line runs a
+preset and stores one JSON file per run, resumably::
 
     python -m lowrank_utils.chapters.ch08_image_classification.experiment --preset full \\
         --out lowrank_utils/stored_runs/ch08_fashion_mnist
