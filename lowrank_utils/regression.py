@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from lowrank_utils import validate as check
 from lowrank_utils.models import make_mlp
+from lowrank_utils.presets import Presets
 from lowrank_utils.rank import entropy_effective_rank, gram_effective_rank, gram_features
 from lowrank_utils.runtime import stable_seed
 from lowrank_utils.train.loop import (
@@ -199,14 +200,86 @@ def _loss(model: nn.Module, X: Tensor, Y: Tensor) -> float:
         return float(torch.nn.functional.mse_loss(model(X), Y))
 
 
-def check_training_args(optimizer: str, lr: float, tolerance: float, cpu_threads: int | None, device: str) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-    check.number("lr", lr)
-    check.number("tolerance", tolerance, allow_zero=True)
-    if cpu_threads is not None:
-        check.integer("cpu_threads", cpu_threads)
-    check.device(device)
+@dataclass(frozen=True)
+class RegressionConfig(Presets):
+    """What every regression experiment of chapters 4-6 shares: the task's sizes, the seeds, when a run stops and
+    where it runs.
+
+    Deep linear networks with ``width`` units in every layer (inputs and outputs too) learn a linear map from
+    ``n_train`` samples (fewer than ``width``: under-determined); ρ and the test loss are measured on ``n_test``
+    held-out inputs, centred over inputs when ``center``. Every run stops once the train loss falls below
+    ``tolerance``. A run whose loss explodes is recorded with ``diverged=True`` (``on_divergence="record"``) or
+    stops everything with a clear error (``"raise"``). The chapters' configs derive from this one and add their own
+    fields; the defaults here are the quick preset of chapters 4 and 6.
+    """
+
+    depths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    width: int = 32
+    n_train: int = 24
+    n_test: int = 256
+    seeds: tuple[int, ...] = (0, 1)
+    tolerance: float = 1e-4
+    center: bool = True
+    on_divergence: str = "record"
+    cpu_threads: int | None = 1
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
+        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
+        check.integer("width", self.width)
+        check.integer("n_train", self.n_train)
+        check.integer("n_test", self.n_test, 2)
+        check.number("tolerance", self.tolerance, allow_zero=True)
+        if self.on_divergence not in DIVERGENCE_MODES:
+            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
+                             f"got {self.on_divergence!r}.")
+        if self.cpu_threads is not None:
+            check.integer("cpu_threads", self.cpu_threads)
+        check.device(self.device)
+
+    def check_rank(self, name: str, rank: int) -> None:
+        """Raise a clear error unless ``rank`` (field ``name``) is a possible rank of a ``width`` × ``width`` map."""
+        check.integer(name, rank)
+        if rank > self.width:
+            raise ValueError(f"{name}={rank} cannot exceed width={self.width}, the largest possible rank.")
+
+    def task(self, rank: int, seed: int) -> RegressionTask:
+        """The task of this config's sizes with a rank-``rank`` target, drawn from ``seed`` (cached)."""
+        return cached_task(self.width, self.width, rank, self.n_train, self.n_test, seed, self.center)
+
+    def train(self, model: nn.Module, task: RegressionTask, train_config: TrainConfig, *,
+              track: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
+        """:func:`train_on_task` with this config's centring and handling of divergence."""
+        return train_on_task(model, task, train_config, center=self.center, on_divergence=self.on_divergence,
+                             track=track)
+
+
+@dataclass(frozen=True)
+class OneOptimizerConfig(RegressionConfig):
+    """A :class:`RegressionConfig` whose every run is ``optimizer`` at ``lr`` for at most ``steps`` full-batch steps,
+    logging ρ and the test loss every ``log_every`` steps (chapters 4 and 6; chapter 5 gives each optimizer its own)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    steps: int = 1000
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        check.number("lr", self.lr)
+        check.integer("steps", self.steps)
+        check.integer("log_every", self.log_every)
+
+    def train_config(self, seed: int, **changes: Any) -> TrainConfig:
+        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed (``changes``: overrides)."""
+        values: dict[str, Any] = dict(optimizer=self.optimizer, lr=self.lr, steps=self.steps,
+                                      tolerance=self.tolerance, seed=seed, cpu_threads=self.cpu_threads,
+                                      device=self.device, progress=False, log_every=self.log_every)
+        return TrainConfig(**{**values, **changes})
 
 
 _TASKS: dict[tuple[Any, ...], RegressionTask] = {}

@@ -35,28 +35,22 @@ import torch
 
 from lowrank_utils import validate as check
 from lowrank_utils.models import ACTIVATIONS, end_to_end_weight, make_mlp
-from lowrank_utils.presets import Presets
 from lowrank_utils.regression import (
-    DIVERGENCE_MODES,
+    OneOptimizerConfig,
     cached_task,
-    check_training_args,
     display_gram,
     least_squares_map,
     linear_network,
     output_rho,
     regression_baselines,
     split_columns,
-    train_on_task,
     unseen_projector,
 )
 from lowrank_utils.runtime import progress_bar, stable_seed
-from lowrank_utils.train.loop import (
-    TrainConfig,
-)
 
 
 @dataclass(frozen=True)
-class ActivationTrainingConfig(Presets):
+class ActivationTrainingConfig(OneOptimizerConfig):
     """Trained MLPs for each activation and depth (all settings are our choices, not the paper's).
 
     Every network has ``width`` units per layer, ``width`` inputs and outputs, bias-free layers initialised as in
@@ -69,44 +63,26 @@ class ActivationTrainingConfig(Presets):
     # quick (the defaults, ~10 s of CPU): width 32, 24 training samples, one seed, Adam at 3e-3, <= 300 steps.
     # full: width 64, 48 training samples, 256 test inputs, five seeds, at most 2,000 Adam steps at 1e-3.
     FULL: ClassVar[dict[str, Any]] = dict(width=64, n_train=48, n_test=256, n_gram=64, seeds=(0, 1, 2, 3, 4), lr=1e-3,
-                                          steps=2000)
+                                          steps=2000, log_every=2000)
 
     activations: tuple[str, ...] = ACTIVATIONS
     depths: tuple[int, ...] = (2, 4, 8, 16)
-    width: int = 32
-    target_rank: int = 4
-    n_train: int = 24
     n_test: int = 128
-    n_gram: int = 48
     seeds: tuple[int, ...] = (0,)
     optimizer: str = "adam"
     lr: float = 3e-3
     steps: int = 300
-    tolerance: float = 1e-4
-    center: bool = True
-    cpu_threads: int | None = 1
-    device: str = "cpu"
-    progress: bool = True
+    log_every: int = 300  # the networks' ρ is measured once, after training
+    target_rank: int = 4
+    n_gram: int = 48
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "activations", check.names("activations", self.activations, ACTIVATIONS, "activation"))
-        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
-        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
-        for name in ("width", "target_rank", "n_train", "steps"):
-            check.integer(name, getattr(self, name))
-        check.integer("n_test", self.n_test, 2)
+        self.check_rank("target_rank", self.target_rank)
         check.integer("n_gram", self.n_gram, 2)
         if self.n_gram > self.n_test:
             raise ValueError(f"n_gram={self.n_gram} cannot exceed n_test={self.n_test} (K is shown on test inputs).")
-        if self.target_rank > self.width:
-            raise ValueError(f"target_rank={self.target_rank} cannot exceed width={self.width}.")
-        check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
-
-    def train_config(self, seed: int) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed."""
-        return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
-                           seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
-                           log_every=self.steps)
 
 
 def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -122,11 +98,10 @@ def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame,
     runs = [(a, d, s) for s in config.seeds for a in config.activations for d in config.depths]
     with progress_bar(len(runs), "trained networks", config.progress) as bar:
         for activation, depth, seed in runs:
-            task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
-                                config.center)
+            task = config.task(config.target_rank, seed)
             g = torch.Generator().manual_seed(stable_seed("mlp", seed, activation, depth, config.width))
             model = make_mlp(config.width, config.width, depth, activation=activation, generator=g)
-            row, _ = train_on_task(model, task, config.train_config(seed), center=config.center, track=False)
+            row, _ = config.train(model, task, config.train_config(seed), track=False)
             rows.append({"activation": activation, "depth": depth, "seed": seed, **row,
                          **regression_baselines(task)})
             if seed == config.seeds[0] and not row["diverged"]:
@@ -147,15 +122,12 @@ def trained_activations(config: ActivationTrainingConfig) -> tuple[pd.DataFrame,
 
 
 @dataclass(frozen=True)
-class DepthRegressionConfig(Presets):
+class DepthRegressionConfig(OneOptimizerConfig):
     """Deep linear networks trained toward linear targets of several ranks (all settings are our choices).
 
-    Inputs and outputs have ``width`` dimensions and so does every layer; there are ``n_train < width`` training
-    samples (under-determined) and ``n_test`` held-out inputs. Each (target rank, depth, seed) is one run of
-    ``optimizer`` at ``lr`` for at most ``steps`` full-batch steps, stopping early when the train loss falls below
-    ``tolerance``; ρ and the test loss are recorded every ``log_every`` steps. The same seed gives the same inputs
-    for every target and the same initial network for every target. A run whose loss explodes is recorded with
-    ``diverged=True`` (``on_divergence="record"``) or stops everything with a clear error (``"raise"``).
+    The fields are those of :class:`~lowrank_utils.regression.OneOptimizerConfig` (``n_train < width`` training
+    samples, so the task is under-determined) plus ``target_ranks``: each (target rank, depth, seed) is one run. The
+    same seed gives the same inputs for every target and the same initial network for every target.
     """
 
     # quick (the defaults, ~8 s of CPU): width 32, 24 training samples, targets of rank 4 and 32, depths 1-16,
@@ -164,37 +136,13 @@ class DepthRegressionConfig(Presets):
     FULL: ClassVar[dict[str, Any]] = dict(depths=(1, 2, 4, 8, 16, 32), seeds=(0, 1, 2, 3, 4), lr=0.02, steps=4000,
                                           log_every=100)
 
-    depths: tuple[int, ...] = (1, 2, 4, 8, 16)
     target_ranks: tuple[int, ...] = (4, 32)
-    width: int = 32
-    n_train: int = 24
-    n_test: int = 256
-    seeds: tuple[int, ...] = (0, 1)
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    steps: int = 1000
-    tolerance: float = 1e-4
-    log_every: int = 50
-    center: bool = True
-    on_divergence: str = "record"
-    cpu_threads: int | None = 1
-    device: str = "cpu"
-    progress: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
+        super().__post_init__()
         object.__setattr__(self, "target_ranks", check.integers("target_ranks", self.target_ranks, unique=True))
-        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
-        for name in ("width", "n_train", "steps", "log_every"):
-            check.integer(name, getattr(self, name))
-        check.integer("n_test", self.n_test, 2)
-        too_big = [r for r in self.target_ranks if r > self.width]
-        if too_big:
-            raise ValueError(f"target_ranks {too_big} exceed width={self.width}, the largest possible rank.")
-        if self.on_divergence not in DIVERGENCE_MODES:
-            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
-                             f"got {self.on_divergence!r}.")
-        check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
+        for rank in self.target_ranks:
+            self.check_rank("target_ranks", rank)
 
     @classmethod
     def rank_sweep(cls, scale: str = "quick", **overrides: Any) -> DepthRegressionConfig:
@@ -205,12 +153,6 @@ class DepthRegressionConfig(Presets):
         else:
             settings = dict(target_ranks=(1, 2, 4, 8, 16, 32), depths=(1, 2, 4, 8, 16), seeds=(0, 1, 2))
         return cls.for_scale(scale, **{**settings, **overrides})
-
-    def train_config(self, seed: int) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed."""
-        return TrainConfig(optimizer=self.optimizer, lr=self.lr, steps=self.steps, tolerance=self.tolerance,
-                           seed=seed, cpu_threads=self.cpu_threads, device=self.device, progress=False,
-                           log_every=self.log_every)
 
 
 def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -227,11 +169,10 @@ def depth_regression(config: DepthRegressionConfig) -> tuple[pd.DataFrame, pd.Da
     runs = [(r, d, s) for s in config.seeds for r in config.target_ranks for d in config.depths]
     with progress_bar(len(runs), "deep linear regression", config.progress) as bar:
         for rank, depth, seed in runs:
-            task = cached_task(config.width, config.width, rank, config.n_train, config.n_test, seed, config.center)
+            task = config.task(rank, seed)
             model = linear_network(config.width, depth, seed)
             W_init = end_to_end_weight(model).detach().double()
-            row, history = train_on_task(model, task, config.train_config(seed), center=config.center,
-                                         on_divergence=config.on_divergence)
+            row, history = config.train(model, task, config.train_config(seed))
             split = split_columns(W_init, end_to_end_weight(model).detach().double(), task)
             if row["diverged"]:
                 split = {k: (v if k.endswith("_test_loss") else float("nan")) for k, v in split.items()}
@@ -258,7 +199,7 @@ def depth_one_limits(config: DepthRegressionConfig) -> pd.DataFrame:
     rows = []
     for seed in config.seeds:
         for rank in config.target_ranks:
-            task = cached_task(config.width, config.width, rank, config.n_train, config.n_test, seed, config.center)
+            task = config.task(rank, seed)
             W0 = end_to_end_weight(linear_network(config.width, 1, seed)).detach().double()
             W = W0 @ unseen_projector(task.X_train) + least_squares_map(task)
             limit = torch.nn.Linear(config.width, config.width, bias=False, dtype=torch.float64)

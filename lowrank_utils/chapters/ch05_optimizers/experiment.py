@@ -24,14 +24,11 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from lowrank_utils import validate as check
-from lowrank_utils.presets import Presets
 from lowrank_utils.regression import (
-    DIVERGENCE_MODES,
     LINEAR_INITS,
-    cached_task,
+    RegressionConfig,
     linear_network,
     seed_summary,
-    train_on_task,
 )
 from lowrank_utils.runtime import progress_bar
 from lowrank_utils.train.loop import GRADIENT_FREE_OPTIMIZERS, OPTIMIZERS, TrainConfig
@@ -49,7 +46,7 @@ size σ₀; a "step" is a generation of CMA-ES (≈ 20 loss evaluations) and one
 
 
 @dataclass(frozen=True)
-class OptimizerComparisonConfig(Presets):
+class OptimizerComparisonConfig(RegressionConfig):
     """Settings of the optimizer comparison (all of them our choices, not the paper's).
 
     Deep linear networks with ``width`` units in every layer (inputs and outputs too) learn a rank-``target_rank``
@@ -60,37 +57,26 @@ class OptimizerComparisonConfig(Presets):
     initialisation (see :func:`~lowrank_utils.regression.linear_network`): ``"default"`` or ``"orthogonal"``.
     """
 
-    # quick (the defaults, ~20 s of CPU, most of it CMA-ES): width 8, 6 training samples, rank-2 target, seeds 0-2.
+    # quick (the defaults, ~20 s of CPU, most of it CMA-ES): width 8, 6 training samples, rank-2 target, seeds 0-1.
     # full: ten seeds, a tighter tolerance (1e-3) and twice the step budgets; same network sizes.
     FULL: ClassVar[dict[str, Any]] = dict(seeds=tuple(range(10)), tolerance=1e-3,
                 settings=tuple((name, lr, 2 * steps) for name, lr, steps in DEFAULT_OPTIMIZER_SETTINGS))
 
-    optimizers: tuple[str, ...] = OPTIMIZERS
     depths: tuple[int, ...] = (1, 2, 4, 8)
     width: int = 8
-    target_rank: int = 2
     n_train: int = 6
     n_test: int = 64
-    seeds: tuple[int, ...] = (0, 1, 2)
-    settings: tuple[tuple[str, float, int], ...] = DEFAULT_OPTIMIZER_SETTINGS
     tolerance: float = 5e-3
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    settings: tuple[tuple[str, float, int], ...] = DEFAULT_OPTIMIZER_SETTINGS
+    target_rank: int = 2
     start: str = "default"
-    center: bool = True
-    on_divergence: str = "record"
-    cpu_threads: int | None = 1
-    device: str = "cpu"
-    progress: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         optimizers = check.names("optimizers", self.optimizers, OPTIMIZERS, "optimizer")
         object.__setattr__(self, "optimizers", optimizers)
-        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
-        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
-        for name in ("width", "target_rank", "n_train"):
-            check.integer(name, getattr(self, name))
-        check.integer("n_test", self.n_test, 2)
-        if self.target_rank > self.width:
-            raise ValueError(f"target_rank={self.target_rank} cannot exceed width={self.width}.")
+        self.check_rank("target_rank", self.target_rank)
         settings = tuple(tuple(s) for s in self.settings)
         for entry in settings:
             if len(entry) != 3 or entry[0] not in OPTIMIZERS:
@@ -101,14 +87,7 @@ class OptimizerComparisonConfig(Presets):
         missing = [o for o in optimizers if o not in self.settings_by_name]
         if missing:
             raise ValueError(f"settings has no (lr, steps) for {missing}; add e.g. ({missing[0]!r}, 0.01, 1000).")
-        check.number("tolerance", self.tolerance, allow_zero=True)
         check.names("start", (self.start,), LINEAR_INITS, "start")
-        if self.on_divergence not in DIVERGENCE_MODES:
-            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
-                             f"got {self.on_divergence!r}.")
-        if self.cpu_threads is not None:
-            check.integer("cpu_threads", self.cpu_threads)
-        check.device(self.device)
 
     @property
     def settings_by_name(self) -> dict[str, tuple[float, int]]:
@@ -132,12 +111,10 @@ def optimizer_comparison(config: OptimizerComparisonConfig) -> pd.DataFrame:
     with progress_bar(len(runs), "optimizers", config.progress) as bar:
         for optimizer, depth, seed in runs:
             bar.set_postfix_str(f"{optimizer}, depth {depth}", refresh=False)
-            task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
-                                config.center)
+            task = config.task(config.target_rank, seed)
             model = linear_network(config.width, depth, seed, init=config.start)
             train_config = config.train_config(optimizer, seed)
-            row, _ = train_on_task(model, task, train_config, center=config.center,
-                                   on_divergence=config.on_divergence, track=False)
+            row, _ = config.train(model, task, train_config, track=False)
             family = "gradient-free" if optimizer in GRADIENT_FREE_OPTIMIZERS else "gradient-based"
             rows.append({"optimizer": optimizer, "family": family, "start": config.start, "depth": depth,
                          "seed": seed, "lr": train_config.lr, "max_steps": train_config.steps, **row,

@@ -25,17 +25,12 @@ from torch import nn
 
 from lowrank_utils import validate as check
 from lowrank_utils.models import end_to_end_weight, linear_layers
-from lowrank_utils.presets import Presets
 from lowrank_utils.regression import (
-    DIVERGENCE_MODES,
-    cached_task,
-    check_training_args,
+    OneOptimizerConfig,
     linear_network,
     split_columns,
-    train_on_task,
 )
 from lowrank_utils.runtime import progress_bar, stable_seed
-from lowrank_utils.train.loop import TrainConfig
 
 INITS: tuple[str, ...] = ("default", "orthogonal", "low_rank", "low_rank_every_layer")
 """The starts of :func:`initial_network`.
@@ -82,7 +77,7 @@ def low_rank_init_(model: nn.Module, rank: int, generator: torch.Generator | Non
 
 
 @dataclass(frozen=True)
-class InitComparisonConfig(Presets):
+class InitComparisonConfig(OneOptimizerConfig):
     """Settings of the initialisation comparison (all of them our choices, not the paper's).
 
     Deep linear networks with ``width`` units per layer (and as inputs/outputs) learn a rank-``target_rank`` linear
@@ -94,52 +89,25 @@ class InitComparisonConfig(Presets):
     """
 
     # quick (the defaults, ~10 s of CPU): width 32, 24 training samples, rank-4 target, rank-8 init, depths 1-16,
-    # seeds 0-2, Adam at lr 3e-3 for at most 1,000 steps.
+    # seeds 0 and 1, Adam at lr 3e-3 for at most 1,000 steps.
     # full: depths 1-32, ten seeds, at most 3,000 Adam steps at lr 1e-3; same sizes.
     FULL: ClassVar[dict[str, Any]] = dict(depths=(1, 2, 4, 8, 16, 32), seeds=tuple(range(10)), lr=1e-3, steps=3000,
                                           log_every=50)
 
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    log_every: int = 25
+    target_rank: int = 4
     inits: tuple[str, ...] = ("default", "orthogonal", "low_rank")
     init_rank: int = 8
     init_scale: float = 1.0
-    depths: tuple[int, ...] = (1, 2, 4, 8, 16)
-    width: int = 32
-    target_rank: int = 4
-    n_train: int = 24
-    n_test: int = 256
-    seeds: tuple[int, ...] = (0, 1, 2)
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    steps: int = 1000
-    tolerance: float = 1e-4
-    log_every: int = 25
-    center: bool = True
-    on_divergence: str = "record"
-    cpu_threads: int | None = 1
-    device: str = "cpu"
-    progress: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inits", check.names("inits", self.inits, INITS, "init"))
-        object.__setattr__(self, "depths", check.integers("depths", self.depths, unique=True))
-        object.__setattr__(self, "seeds", check.integers("seeds", self.seeds, 0, unique=True))
-        for name in ("init_rank", "width", "target_rank", "n_train", "steps", "log_every"):
-            check.integer(name, getattr(self, name))
+        super().__post_init__()
+        self.check_rank("target_rank", self.target_rank)
+        self.check_rank("init_rank", self.init_rank)
         check.number("init_scale", self.init_scale)
-        check.integer("n_test", self.n_test, 2)
-        if self.target_rank > self.width:
-            raise ValueError(f"target_rank={self.target_rank} cannot exceed width={self.width}.")
-        if self.on_divergence not in DIVERGENCE_MODES:
-            raise ValueError(f"on_divergence must be one of {', '.join(DIVERGENCE_MODES)}, "
-                             f"got {self.on_divergence!r}.")
-        check_training_args(self.optimizer, self.lr, self.tolerance, self.cpu_threads, self.device)
-
-    def train_config(self, seed: int, **changes: Any) -> TrainConfig:
-        """The :class:`~lowrank_utils.train.loop.TrainConfig` of every run with this seed (``changes``: overrides)."""
-        values: dict[str, Any] = dict(optimizer=self.optimizer, lr=self.lr, steps=self.steps,
-                                      tolerance=self.tolerance, seed=seed, cpu_threads=self.cpu_threads,
-                                      device=self.device, progress=False, log_every=self.log_every)
-        return TrainConfig(**{**values, **changes})
+        object.__setattr__(self, "inits", check.names("inits", self.inits, INITS, "init"))
 
 
 def low_rank_matrix(width: int, rank: int, seed: int) -> torch.Tensor:
@@ -188,12 +156,10 @@ def initialization_comparison(config: InitComparisonConfig) -> tuple[pd.DataFram
     runs = [(i, d, s) for s in config.seeds for i in config.inits for d in config.depths]
     with progress_bar(len(runs), "initialisations", config.progress) as bar:
         for init, depth, seed in runs:
-            task = cached_task(config.width, config.width, config.target_rank, config.n_train, config.n_test, seed,
-                                config.center)
+            task = config.task(config.target_rank, seed)
             model = initial_network(config, init, depth, seed)
             W_init = end_to_end_weight(model).detach().double()
-            row, history = train_on_task(model, task, config.train_config(seed), center=config.center,
-                                         on_divergence=config.on_divergence)
+            row, history = config.train(model, task, config.train_config(seed))
             split = split_columns(W_init, end_to_end_weight(model).detach().double(), task)
             if row["diverged"]:
                 split = {k: (v if k.endswith("_test_loss") else float("nan")) for k, v in split.items()}
