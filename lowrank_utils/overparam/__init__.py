@@ -47,10 +47,10 @@ Conventions, shared by every function here:
 from __future__ import annotations
 
 from .costs import ForwardCosts
-from .layers import MODES, OverparamConv2d, OverparamLayer, OverparamLinear, cached
+from .layers import MODES, LayerOptions, OverparamConv2d, OverparamLayer, OverparamLinear, cached
 from .surgery import LAYER_TYPES, collapse, overparameterize
 
 __all__ = [
-    "LAYER_TYPES", "MODES", "ForwardCosts", "OverparamConv2d", "OverparamLayer", "OverparamLinear", "cached",
-    "collapse", "overparameterize",
+    "LAYER_TYPES", "MODES", "ForwardCosts", "LayerOptions", "OverparamConv2d", "OverparamLayer", "OverparamLinear",
+    "cached", "collapse", "overparameterize",
 ]

@@ -11,6 +11,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any, Self, TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from . import _validate as check
 from . import algebra
 from .costs import ForwardCosts, compose_costs, forward_costs
 
-__all__ = ["MODES", "OverparamConv2d", "OverparamLayer", "OverparamLinear", "cached"]
+__all__ = ["MODES", "LayerOptions", "OverparamConv2d", "OverparamLayer", "OverparamLinear", "cached"]
 
 MODES: tuple[str, ...] = ("auto", "chained", "composed")
 
@@ -51,6 +52,26 @@ def cached() -> Iterator[None]:
             _cache.clear()
 
 
+class LayerOptions(TypedDict, total=False):
+    """The keyword options both :class:`OverparamLinear` and :class:`OverparamConv2d` take after their own arguments.
+
+    ``bias`` (default True): every factor has a bias. ``batch_norm`` (False): batch norm after every factor but the
+    last (needs depth >= 2). ``residual`` (False): identity skips around blocks of ``residual_intervals`` (2)
+    factors: a positive int, -1 (one skip over all factors) or a list of them. ``negative_slope`` (0.0): of the
+    activation that follows the layer, for the last factor's He gain. ``mode`` ("auto"): see
+    :attr:`OverparamLayer.mode`. ``device`` and ``dtype`` (None): of the parameters, as in ``nn.Linear``.
+    """
+
+    bias: bool
+    batch_norm: bool
+    residual: bool
+    residual_intervals: int | Sequence[int]
+    negative_slope: float
+    mode: str
+    device: torch.device | str | None
+    dtype: torch.dtype | None
+
+
 class OverparamLayer(nn.Module):
     """Shared machinery of :class:`OverparamLinear` and :class:`OverparamConv2d` (not used directly)."""
 
@@ -61,10 +82,17 @@ class OverparamLayer(nn.Module):
     _dims: list[int]
 
     def _build(
-        self, shapes: list[tuple[int, ...]], *, bias: bool, batch_norm: bool, norm_cls: type[nn.Module], mode: str,
-        negative_slope: float, factory: dict,
+        self, shapes: list[tuple[int, ...]], norm_cls: type[nn.Module], *, bias: bool = True, batch_norm: bool = False,
+        residual: bool = False, residual_intervals: int | Sequence[int] = 2, negative_slope: float = 0.0,
+        mode: str = "auto", device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
-        """Create the factor parameters (``shapes[i]`` is factor i's weight shape) and the optional norms."""
+        """Check and apply the shared options (:class:`LayerOptions`, the defaults here): place the skips, create the
+        factor parameters (``shapes[i]`` is factor i's weight shape) and the optional norms, and initialise them.
+
+        Subclasses call it last, once ``depth``, ``groups`` and ``_dims`` are set (the skips depend on them).
+        """
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}  # for torch.empty and the norms alike
+        self.skips = self._place_skips(residual, residual_intervals)
         self.negative_slope = check.number("negative_slope", negative_slope)
         self.mode = mode
         self.weights = nn.ParameterList([nn.Parameter(torch.empty(s, **factory)) for s in shapes])
@@ -313,16 +341,21 @@ class OverparamLayer(nn.Module):
         return plain
 
     # ----------------------------------------------------------------------------------- keep a function
-    def _adopt(
-        self, module: nn.Linear | nn.Conv2d, *, keep_function: bool, noise_std: float,
-        generator: torch.Generator | None,
-    ) -> None:
-        """The end of ``from_module``: take ``module``'s train/eval mode and, with ``keep_function``, its function."""
+    @classmethod
+    def _expand(
+        cls, module: nn.Linear | nn.Conv2d, *args: Any, keep_function: bool, noise_std: float,
+        generator: torch.Generator | None, **kwargs: Any,
+    ) -> Self:
+        """What both ``from_module`` do once they have the sizes: ``cls(*args, **kwargs)`` with ``module``'s bias,
+        device and dtype, in its train/eval mode and, with ``keep_function``, computing its function."""
+        w = module.weight
+        layer = cls(*args, bias=module.bias is not None, device=w.device, dtype=w.dtype, **kwargs)
         if keep_function:
             bias = None if module.bias is None else module.bias.detach()
-            self._fill_from(algebra.as_kernel(module.weight.detach()), bias, noise_std=noise_std, generator=generator,
-                            training=module.training)
-        self.train(module.training)
+            layer._fill_from(algebra.as_kernel(w.detach()), bias, noise_std=noise_std, generator=generator,
+                             training=module.training)
+        layer.train(module.training)
+        return layer
 
     def _fill_from(
         self, weight: Tensor, bias: Tensor | None, *, noise_std: float, generator: torch.Generator | None,
@@ -370,25 +403,14 @@ class OverparamLinear(OverparamLayer):
     """A linear layer computed as a product of ``depth`` linear maps (optionally with batch norm and skips).
 
     Equivalent to ``nn.Linear(in_features, out_features, bias)``; see the package docstring for the conventions
-    (widths, init, skips, batch norm, fast path). Everything after the two sizes is keyword-only.
+    (widths, init, skips, batch norm, fast path). Everything after the two sizes is keyword-only: ``depth``,
+    ``width``, ``hidden_features`` and the options both layers share, :class:`LayerOptions` (``bias``,
+    ``batch_norm``, ``residual``, ``residual_intervals``, ``negative_slope``, ``mode``, ``device``, ``dtype``).
     """
 
     def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        depth: int = 2,
-        width: float = 1,
-        hidden_features: int | None = None,
-        bias: bool = True,
-        batch_norm: bool = False,
-        residual: bool = False,
-        residual_intervals: int | Sequence[int] = 2,
-        negative_slope: float = 0.0,
-        mode: str = "auto",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        self, in_features: int, out_features: int, *, depth: int = 2, width: float = 1,
+        hidden_features: int | None = None, **options: Unpack[LayerOptions],
     ) -> None:
         super().__init__()
         self.in_features = check.positive_int("in_features", in_features)
@@ -398,24 +420,12 @@ class OverparamLinear(OverparamLayer):
         self.hidden_features = check.hidden_width(out_features, width, hidden_features, "hidden_features")
         self.groups = 1
         self._dims = [in_features] + [self.hidden_features] * (depth - 1) + [out_features]
-        self.skips = self._place_skips(residual, residual_intervals)
-        self._build(
-            [(self._dims[i + 1], self._dims[i]) for i in range(depth)], bias=bias, batch_norm=batch_norm,
-            norm_cls=nn.BatchNorm1d, mode=mode, negative_slope=negative_slope,
-            factory={"device": device, "dtype": dtype},
-        )
+        self._build([(self._dims[i + 1], self._dims[i]) for i in range(depth)], nn.BatchNorm1d, **options)
 
     @classmethod
     def from_module(
-        cls,
-        linear: nn.Linear,
-        depth: int = 2,
-        *,
-        width: float = 1,
-        keep_function: bool = True,
-        noise_std: float = 0.0,
-        generator: torch.Generator | None = None,
-        **options,
+        cls, linear: nn.Linear, depth: int = 2, *, width: float = 1, keep_function: bool = True,
+        noise_std: float = 0.0, generator: torch.Generator | None = None, **options: Any,
     ) -> OverparamLinear:
         """An expansion of ``linear`` with the same shapes; ``keep_function`` makes the product equal its weight.
 
@@ -423,13 +433,10 @@ class OverparamLinear(OverparamLayer):
         """
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"from_module expects an nn.Linear, got {type(linear).__name__}.")
-        w = linear.weight
-        layer = cls(
-            linear.in_features, linear.out_features, depth=depth, width=width, bias=linear.bias is not None,
-            device=w.device, dtype=w.dtype, **options,
+        return cls._expand(
+            linear, linear.in_features, linear.out_features, depth=depth, width=width, keep_function=keep_function,
+            noise_std=noise_std, generator=generator, **options,
         )
-        layer._adopt(linear, keep_function=keep_function, noise_std=noise_std, generator=generator)
-        return layer
 
     def extra_repr(self) -> str:
         return (
@@ -465,7 +472,9 @@ class OverparamConv2d(OverparamLayer):
     Equivalent to ``nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias)``
     with ``kernel_size = Σkᵢ − d + 1``. ``kernel_sizes`` is an int k (k x k, then 1x1 factors up to ``depth``;
     depth defaults to 2) or a list with one size per factor, each an int or a pair (kh, kw); a list sets the
-    depth. Everything after ``kernel_sizes`` is keyword-only. See the package docstring for the conventions.
+    depth. Everything after ``kernel_sizes`` is keyword-only: the conv's own ``depth``, ``stride``, ``padding``,
+    ``groups``, ``width``, ``hidden_channels``, then the shared :class:`LayerOptions` (``bias``, ``batch_norm``,
+    ``residual``, ...). See the package docstring for the conventions.
     """
 
     def __init__(
@@ -480,14 +489,7 @@ class OverparamConv2d(OverparamLayer):
         groups: int = 1,
         width: float = 1,
         hidden_channels: int | None = None,
-        bias: bool = True,
-        batch_norm: bool = False,
-        residual: bool = False,
-        residual_intervals: int | Sequence[int] = 2,
-        negative_slope: float = 0.0,
-        mode: str = "auto",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        **options: Unpack[LayerOptions],
     ) -> None:
         super().__init__()
         self.in_channels = check.positive_int("in_channels", in_channels)
@@ -512,11 +514,9 @@ class OverparamConv2d(OverparamLayer):
         self.stride = check.pair("stride", stride, 1)
         self.padding = self._resolve_padding(padding)
         self._dims = [in_channels] + [self.hidden_channels] * (self.depth - 1) + [out_channels]
-        self.skips = self._place_skips(residual, residual_intervals)
         self._build(
             [(self._dims[i + 1], self._dims[i] // groups, *self.kernel_sizes[i]) for i in range(self.depth)],
-            bias=bias, batch_norm=batch_norm, norm_cls=nn.BatchNorm2d, mode=mode, negative_slope=negative_slope,
-            factory={"device": device, "dtype": dtype},
+            nn.BatchNorm2d, **options,
         )
 
     def _resolve_padding(self, padding: int | tuple[int, int] | str) -> check.Pair:
@@ -551,16 +551,9 @@ class OverparamConv2d(OverparamLayer):
 
     @classmethod
     def from_module(
-        cls,
-        conv: nn.Conv2d,
-        depth: int = 2,
-        *,
-        width: float = 1,
-        kernel_sizes: Sequence[int | tuple[int, int]] | None = None,
-        keep_function: bool = True,
-        noise_std: float = 0.0,
-        generator: torch.Generator | None = None,
-        **options,
+        cls, conv: nn.Conv2d, depth: int = 2, *, width: float = 1,
+        kernel_sizes: Sequence[int | tuple[int, int]] | None = None, keep_function: bool = True,
+        noise_std: float = 0.0, generator: torch.Generator | None = None, **options: Any,
     ) -> OverparamConv2d:
         """An expansion of ``conv`` (factors [k, 1, ..., 1] unless ``kernel_sizes`` is given); ``keep_function``
         makes the composed kernel equal the original one.
@@ -586,14 +579,11 @@ class OverparamConv2d(OverparamLayer):
                 )
         extra = (sum(s[0] - 1 for s in sizes[1:]) // 2, sum(s[1] - 1 for s in sizes[1:]) // 2)
         pad = check.pair("padding", tuple(conv.padding), 0)  # numeric: conv_unsupported rejected strings
-        w = conv.weight
-        layer = cls(
-            conv.in_channels, conv.out_channels, sizes, stride=check.pair("stride", tuple(conv.stride), 1),
+        return cls._expand(
+            conv, conv.in_channels, conv.out_channels, sizes, stride=check.pair("stride", tuple(conv.stride), 1),
             padding=(pad[0] + extra[0], pad[1] + extra[1]), groups=conv.groups, width=width,
-            bias=conv.bias is not None, device=w.device, dtype=w.dtype, **options,
+            keep_function=keep_function, noise_std=noise_std, generator=generator, **options,
         )
-        layer._adopt(conv, keep_function=keep_function, noise_std=noise_std, generator=generator)
-        return layer
 
     def extra_repr(self) -> str:
         return (
