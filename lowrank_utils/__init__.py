@@ -25,20 +25,12 @@ exercise checkers: ``from lowrank_utils.chapters.ch04_trained_networks import de
 
 from __future__ import annotations
 
+# Data and training: every public name of each, as listed once in its own __all__ (spliced in at the end)
+from . import data, train
+
 # Exercise checks and figure style
 from .checks import CheckFailed, Verdict, check_choice, check_close, grading, report
-
-# Data
-from .data import (
-    DATA_ENV,
-    DATASETS,
-    DatasetInfo,
-    DatasetUnavailable,
-    data_root,
-    dataset_info,
-    load_dataset,
-    make_loaders,
-)
+from .data import *  # noqa: F403
 
 # Models
 from .models import (
@@ -105,14 +97,7 @@ from .runtime import (
     seed_everything,
     stable_seed,
 )
-from .train import (
-    OPTIMIZERS,
-    TrainConfig,
-    TrainingDiverged,
-    TrainResult,
-    fit,
-    fit_regression,
-)
+from .train import *  # noqa: F403
 
 __all__ = [
     # rank
@@ -154,26 +139,11 @@ __all__ = [
     "OverparamLinear",
     "collapse",
     "overparameterize",
-    # regression task and training
+    # regression task (its training loop: train.__all__, below)
     "RegressionTask",
     "make_regression_task",
     "output_rho",
     "train_on_task",
-    "OPTIMIZERS",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "fit",
-    "fit_regression",
-    # data
-    "DATA_ENV",
-    "DATASETS",
-    "DatasetInfo",
-    "DatasetUnavailable",
-    "data_root",
-    "dataset_info",
-    "load_dataset",
-    "make_loaders",
     # stored runs and plans
     "STORED_RUNS",
     "load_provenance",
@@ -193,3 +163,6 @@ __all__ = [
     "depth_palette",
     "set_style",
 ]
+# The data and training names are listed once, in their modules; the top level re-exports all of them.
+__all__ += data.__all__
+__all__ += train.__all__

@@ -6,32 +6,12 @@ The notebook imports everything from here; each name lives in one of the submodu
 
 from __future__ import annotations
 
+from . import experiment
 from .checks import (
     check_embedding_rho,
     check_welch_t,
 )
-from .experiment import (
-    RESULT_COLUMNS,
-    STORED_FOLDER,
-    ClassificationConfig,
-    RunSpec,
-    SplitData,
-    classification_facts,
-    compare_to_baseline,
-    composed_cost_ratio,
-    detectable_difference,
-    load_stored_protocol,
-    main,
-    prepare_data,
-    run_protocol,
-    run_stored_protocol,
-    select_learning_rates,
-    significance_statement,
-    summarize,
-    train_run,
-    training_flops,
-    validation_split,
-)
+from .experiment import *  # noqa: F403  (the protocol's names, listed once in experiment.__all__)
 from .figures import (
     CLASSIFICATION_PANELS,
     plot_classification,
@@ -41,26 +21,6 @@ from .figures import (
 )
 
 __all__ = [
-    "RESULT_COLUMNS",
-    "STORED_FOLDER",
-    "ClassificationConfig",
-    "RunSpec",
-    "SplitData",
-    "validation_split",
-    "prepare_data",
-    "train_run",
-    "select_learning_rates",
-    "run_protocol",
-    "run_stored_protocol",
-    "load_stored_protocol",
-    "summarize",
-    "compare_to_baseline",
-    "detectable_difference",
-    "classification_facts",
-    "significance_statement",
-    "training_flops",
-    "composed_cost_ratio",
-    "main",
     "CLASSIFICATION_PANELS",
     "plot_classification",
     "plot_protocol",
@@ -69,3 +29,4 @@ __all__ = [
     "check_embedding_rho",
     "check_welch_t",
 ]
+__all__ += experiment.__all__
