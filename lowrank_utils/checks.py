@@ -101,6 +101,8 @@ def number_answer(name: str, fn: Callable[..., Any], *args: Any, call: str = "yo
     ok, out = call_answer(name, fn, *args)
     if not ok:
         return Verdict(name, False)
+    if isinstance(out, torch.Tensor):
+        out = out.detach()  # an answer computed from a model's outputs may carry a graph; only its value counts
     try:
         return float(out)
     except (TypeError, ValueError, RuntimeError):
@@ -124,6 +126,18 @@ def tensor_answer(name: str, fn: Callable[..., Any], *args: Any, call: str = "yo
         return torch.as_tensor(out, dtype=torch.float64).detach()
     except Exception:  # whatever the answer was, it is not an array of numbers
         return report(name, False, f"{call} returned {type(out).__name__}, not a tensor of numbers.")
+
+
+def mistake_hint(value: float, mistakes: Sequence[tuple[float, str]], otherwise: str, *, rel_tol: float = 1e-9,
+                 abs_tol: float = 0.0) -> str:
+    """The hint of the first known mistake whose result ``value`` matches (``math.isclose`` with these tolerances).
+
+    ``mistakes`` pairs what a typical wrong answer returns with the hint that names it; ``otherwise`` is the hint
+    for a wrong answer none of them explains."""
+    for wrong, hint in mistakes:
+        if math.isclose(value, wrong, rel_tol=rel_tol, abs_tol=abs_tol):
+            return hint
+    return otherwise
 
 
 def require_answer(name: str, value: Any) -> None:

@@ -129,15 +129,8 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
-def make_deep_linear(
-    in_features: int,
-    width: int,
-    depth: int,
-    *,
-    out_features: int | None = None,
-    init: str = "normal",
-    generator: torch.Generator | None = None,
-) -> nn.Sequential:
+def make_deep_linear(in_features: int, width: int, depth: int, *, out_features: int | None = None,
+                     init: str = "normal", generator: torch.Generator | None = None) -> nn.Sequential:
     """A deep linear network: ``depth`` bias-free linear layers with nothing in between."""
     return make_mlp(
         in_features, width, depth, out_features=out_features, activation="linear", init=init, generator=generator

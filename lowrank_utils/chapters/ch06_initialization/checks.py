@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lowrank_utils.checks import Verdict, call_answer, report
+from lowrank_utils.checks import Verdict, call_answer, mistake_hint, number_answer, report
 from lowrank_utils.models import linear_layers
 
 
@@ -72,23 +72,18 @@ def check_rho_ceiling(fn: Callable[[int, int, int, int], Any], name: str = "the 
     network's outputs on ``n_inputs`` inputs can have when every weight has rank ``k``: log min(k, width, n - 1)."""
     cases = [(8, 32, 256, 1), (8, 32, 256, 16), (1, 32, 256, 4), (40, 32, 256, 2), (8, 32, 5, 3), (3, 16, 64, 8)]
     for k, width, n, depth in cases:
-        ok, out = call_answer(name, fn, k, width, n, depth)
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(out)
-        except (TypeError, ValueError):
-            return report(name, False, f"return a number (nats), got {out!r}.")
+        label = f"k={k}, width={width}, n_inputs={n}, depth={depth}"
+        value = number_answer(name, fn, k, width, n, depth, call=f"for {label} your function (a number of nats)")
+        if isinstance(value, Verdict):
+            return value
         expected = math.log(min(k, width, n - 1))
         if math.isclose(value, expected, abs_tol=1e-9):
             continue
-        label = f"k={k}, width={width}, n_inputs={n}, depth={depth}"
-        if math.isclose(value, math.log(min(k, width, n)), abs_tol=1e-9):
-            hint = "centring over n inputs removes one direction: the centred K has rank at most n - 1."
-        elif math.isclose(value, math.log(k), abs_tol=1e-9):
-            hint = "the rank is also limited by the width and by the number of inputs."
-        else:
-            hint = ("ρ ≤ log(rank of K); a product of rank-k matrices has rank ≤ k whatever the depth, and centring "
-                    "n inputs leaves rank ≤ n - 1.")
+        hint = mistake_hint(value, [
+            (math.log(min(k, width, n)),
+             "centring over n inputs removes one direction: the centred K has rank at most n - 1."),
+            (math.log(k), "the rank is also limited by the width and by the number of inputs."),
+        ], "ρ ≤ log(rank of K); a product of rank-k matrices has rank ≤ k whatever the depth, and centring n inputs "
+           "leaves rank ≤ n - 1.", abs_tol=1e-9)
         return report(name, False, f"for {label} you gave {value:.4f}, expected {expected:.4f}: {hint}")
     return report(name, True)

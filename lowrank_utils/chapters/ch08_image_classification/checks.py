@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lowrank_utils.checks import Verdict, as_numbers, call_answer, report
+from lowrank_utils.checks import Verdict, as_numbers, call_answer, mistake_hint, number_answer, report
 
 
 def check_embedding_rho(fn: Callable[[nn.Module, torch.Tensor], Any],
@@ -28,22 +28,18 @@ def check_embedding_rho(fn: Callable[[nn.Module, torch.Tensor], Any],
             phi = model.features(images).double()
             logits = model(images).double()
         expected = float(gram_effective_rank(phi, center=True))
-        ok, out = call_answer(name, fn, model, images.clone())
-        if not ok:
-            return Verdict(name, False)
-        try:
-            value = float(torch.as_tensor(out).detach())
-        except Exception:
-            return report(name, False, f"return one number (ρ); got {type(out).__name__}.")
+        value = number_answer(name, fn, model, images.clone(), call="your function (one number, ρ)")
+        if isinstance(value, Verdict):
+            return value
         if math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-6):
             continue
-        if math.isclose(value, float(gram_effective_rank(phi)), rel_tol=1e-4):
-            hint = "you measured the uncentred Gram matrix: subtract the mean embedding (over images) first."
-        elif math.isclose(value, float(gram_effective_rank(logits, center=True)), rel_tol=1e-4):
-            hint = "you measured the logits; the embeddings are model.features(images), the classifier's input."
-        else:
-            hint = ("ρ = entropy of the normalised eigenvalues of K = (Φ − mean Φ)(Φ − mean Φ)ᵀ with "
-                    "Φ = model.features(x).")
+        hint = mistake_hint(value, [
+            (float(gram_effective_rank(phi)),
+             "you measured the uncentred Gram matrix: subtract the mean embedding (over images) first."),
+            (float(gram_effective_rank(logits, center=True)),
+             "you measured the logits; the embeddings are model.features(images), the classifier's input."),
+        ], "ρ = entropy of the normalised eigenvalues of K = (Φ − mean Φ)(Φ − mean Φ)ᵀ with Φ = model.features(x).",
+           rel_tol=1e-4)
         return report(name, False, f"you returned {value:.4f}, expected {expected:.4f}: {hint}")
     return report(name, True)
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -21,6 +22,33 @@ CLASSIFICATION_PANELS: dict[str, str] = {
 """The default panels of :func:`plot_classification` and :func:`plot_protocol`: column name -> axis label."""
 
 _ARCH_MARKERS = ("o", "s", "^", "D")
+
+
+def _finish(fig: Figure, title: str | None) -> Figure:
+    """The figure with its overall title (if any), laid out."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _arch_panels(frame: pd.DataFrame) -> tuple[Figure, list[tuple[Axes, str, pd.DataFrame]]]:
+    """A row of panels, one per (dataset, arch) in ``frame``: the figure and each panel's axes, name and rows."""
+    groups = sorted(frame.groupby(["dataset", "arch"]).groups)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.3 * len(groups), 3.4), squeeze=False)
+    panels = [
+        (ax, f"{dataset} {arch}", frame[(frame["dataset"] == dataset) & (frame["arch"] == arch)])
+        for ax, (dataset, arch) in zip(axes[0], groups, strict=True)
+    ]
+    return fig, panels
+
+
+def _label_arch_panel(ax: Axes, name: str, xlabel: str, ylabel: str) -> None:
+    """Axis labels, the panel's (dataset, arch) name and the legend of its lines (one per number of factors)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(name, loc="left")
+    ax.legend(fontsize=8, title="factors", title_fontsize=8)
 
 
 def plot_classification(results: pd.DataFrame, panels: Sequence[str] = tuple(CLASSIFICATION_PANELS),
@@ -51,10 +79,7 @@ def plot_classification(results: pd.DataFrame, panels: Sequence[str] = tuple(CLA
             ax.tick_params(axis="x", labelrotation=15)
             if col == 0:
                 ax.set_title(f"{dataset} {arch}".strip(), loc="left")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def _mean_ci(values: pd.Series) -> tuple[float, float]:
@@ -98,10 +123,7 @@ def plot_protocol(sources: Mapping[str, pd.DataFrame], panels: Sequence[str] = t
             ax.set_ylabel(CLASSIFICATION_PANELS.get(metric, metric))
         axes[row, 0].set_title(name, loc="left")
         axes[row, -1].legend(fontsize=8, loc="best")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_lr_grid(grid: pd.DataFrame, title: str | None = None) -> Figure:
@@ -110,11 +132,9 @@ def plot_lr_grid(grid: pd.DataFrame, title: str | None = None) -> Figure:
     require_columns(grid, ["dataset", "arch", "depth", "lr", "val_acc"], "plot_lr_grid")
     if grid.empty:
         raise ValueError("plot_lr_grid got an empty DataFrame: there is nothing to plot.")
-    groups = sorted(grid.groupby(["dataset", "arch"]).groups)
     colours = depth_palette(grid["depth"].unique())
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.3 * len(groups), 3.4), squeeze=False)
-    for ax, (dataset, arch) in zip(axes[0], groups, strict=True):
-        part = grid[(grid["dataset"] == dataset) & (grid["arch"] == arch)]
+    fig, panels = _arch_panels(grid)
+    for ax, name, part in panels:
         floor = float(part["val_acc"].min()) if part["val_acc"].notna().any() else 0.0
         for depth, runs in part.groupby("depth"):
             runs = runs.sort_values("lr")
@@ -123,14 +143,8 @@ def plot_lr_grid(grid: pd.DataFrame, title: str | None = None) -> Figure:
             failed = runs[runs["val_acc"].isna()]
             ax.scatter(failed["lr"], [floor] * len(failed), marker="x", color=colours[int(depth)])
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("validation accuracy")
-        ax.set_title(f"{dataset} {arch}", loc="left")
-        ax.legend(fontsize=8, title="factors", title_fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _label_arch_panel(ax, name, "learning rate", "validation accuracy")
+    return _finish(fig, title)
 
 
 def plot_history(history: pd.DataFrame, metric: str = "val_acc", stage: str = "final",
@@ -141,21 +155,13 @@ def plot_history(history: pd.DataFrame, metric: str = "val_acc", stage: str = "f
     part = history[history["stage"] == stage]
     if part.empty:
         raise ValueError(f"plot_history found no {stage!r} runs in the history.")
-    groups = sorted(part.groupby(["dataset", "arch"]).groups)
     colours = depth_palette(part["depth"].unique())
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.3 * len(groups), 3.4), squeeze=False)
-    for ax, (dataset, arch) in zip(axes[0], groups, strict=True):
-        runs = part[(part["dataset"] == dataset) & (part["arch"] == arch)]
+    fig, panels = _arch_panels(part)
+    for ax, name, runs in panels:
         for depth, by_depth in runs.groupby("depth"):
             mean = by_depth.groupby("epoch")[metric].mean()
             ax.plot(mean.index, mean.to_numpy(), marker="o", color=colours[int(depth)],
                     label="baseline" if depth == 1 else f"x{depth}")
         ax.set_xticks(sorted(int(e) for e in runs["epoch"].unique()))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric.replace("_", " ").replace("acc", "accuracy"))
-        ax.set_title(f"{dataset} {arch}", loc="left")
-        ax.legend(fontsize=8, title="factors", title_fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _label_arch_panel(ax, name, "epoch", metric.replace("_", " ").replace("acc", "accuracy"))
+    return _finish(fig, title)
