@@ -3,6 +3,7 @@ published formats (downloaded when possible) with the standard augmentations and
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -10,13 +11,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
-from torchvision import datasets, transforms
-from torchvision.datasets.utils import download_and_extract_archive
-from torchvision.datasets.vision import VisionDataset
+
+# torchvision is imported where a dataset or transform is built, not here: importing it costs seconds (it pulls in
+# torch's compiler stack), and most chapters import the package without ever loading an image dataset.
+if TYPE_CHECKING:
+    from torchvision.datasets.vision import VisionDataset
 
 __all__ = [
     "DATA_ENV",
@@ -45,7 +48,7 @@ FASHION_MNIST_SYSTEM_DIRS: tuple[Path, ...] = (_DEBIAN_FASHION_MNIST,)
 
 Split = Literal["train", "test", "val"]
 # What load_dataset returns: every one has a length, which torch's Dataset type does not promise.
-SizedDataset: TypeAlias = Subset | TensorDataset | VisionDataset
+SizedDataset: TypeAlias = "Subset | TensorDataset | VisionDataset"
 
 
 class DatasetUnavailable(RuntimeError):
@@ -180,6 +183,8 @@ def _is_train(split: str) -> bool:
 
 
 def _small_image_transform(info: DatasetInfo, augment: bool, pad: int, flip: bool) -> Callable[[Any], torch.Tensor]:
+    from torchvision import transforms
+
     steps: list[Callable[[Any], Any]] = []
     if augment:
         steps.append(transforms.RandomCrop(info.image_size, padding=pad))
@@ -190,6 +195,8 @@ def _small_image_transform(info: DatasetInfo, augment: bool, pad: int, flip: boo
 
 
 def _imagenet_transform(augment: bool, size: int, info: DatasetInfo) -> Callable[[Any], torch.Tensor]:
+    from torchvision import transforms
+
     if augment:
         steps: list[Callable[[Any], Any]] = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
     else:
@@ -288,18 +295,21 @@ class _PresenceCheckedCIFAR:
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
-class _CIFAR10(_PresenceCheckedCIFAR, datasets.CIFAR10):
-    pass
+@functools.cache
+def _cifar_class(key: str) -> Any:
+    """torchvision's CIFAR-10 or CIFAR-100 dataset with the presence check above (built on first use)."""
+    from torchvision import datasets
 
-
-class _CIFAR100(_PresenceCheckedCIFAR, datasets.CIFAR100):
-    pass
+    base = datasets.CIFAR10 if key == "cifar10" else datasets.CIFAR100
+    return type(f"_{base.__name__}", (_PresenceCheckedCIFAR, base), {})
 
 
 def _load_cifar(
     key: str, root: Path, train: bool, transform: Callable[[Any], torch.Tensor], download: bool
 ) -> VisionDataset:
-    cls = _CIFAR10 if key == "cifar10" else _CIFAR100
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    cls = _cifar_class(key)
     title = "CIFAR-10" if key == "cifar10" else "CIFAR-100"
     folder = root / cls.base_folder
 
@@ -365,6 +375,8 @@ def _stage_fashion_mnist(raw: Path, source: dict[str, Path]) -> None:
 def _load_fashion_mnist(
     root: Path, train: bool, transform: Callable[[Any], torch.Tensor], download: bool
 ) -> VisionDataset:
+    from torchvision import datasets
+
     raw = root / "FashionMNIST" / "raw"
     looked: list[str] = []
     found = False
@@ -423,6 +435,8 @@ def _class_dirs(directory: Path) -> list[str]:
 
 
 def _load_imagenet(root: Path, train: bool, transform: Callable[[Any], torch.Tensor]) -> VisionDataset:
+    from torchvision import datasets
+
     split_dir = "train" if train else "val"
     # Accept either the ImageNet folder itself or a data root that contains it as imagenet/.
     candidates = [root, root / "imagenet"]

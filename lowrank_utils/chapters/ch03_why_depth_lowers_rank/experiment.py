@@ -212,11 +212,11 @@ class LandscapeConfig(Presets):
     QUICK: ClassVar[dict[str, Any]] = dict(size=16, grid=41)
     FULL: ClassVar[dict[str, Any]] = dict(size=32, grid=101, depths=(1, 2, 4, 8))
 
-    depths: tuple[int, ...] = (1, 2, 4)
     size: int = 16
     grid: int = 41
     span: float = 1.0
     seed: int = 0
+    depths: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", check.integers("depths", self.depths))
