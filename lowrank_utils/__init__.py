@@ -47,6 +47,7 @@ from .models import (
     make_activation,
     make_deep_linear,
     make_mlp,
+    plain_cnn,
 )
 
 # Over-parameterized layers
@@ -133,6 +134,7 @@ __all__ = [
     "make_activation",
     "make_deep_linear",
     "make_mlp",
+    "plain_cnn",
     # overparam
     "OverparamConv2d",
     "OverparamLayer",

@@ -4,7 +4,7 @@ weight distribution."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -166,6 +166,33 @@ DEFAULT_WIDTHS: dict[str, int] = {"small_cnn": 16, "compact_cnn": 8, "resnet18":
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def plain_cnn(
+    channels: Sequence[int] = (16, 32, 64), in_channels: int = 1, num_classes: int = 10, batch_norm: bool = False
+) -> nn.Sequential:
+    """A plain CNN (chapter 7's spectra): 3x3 conv (+ batch norm) + ReLU blocks (max-pool 2 after all but the last),
+    global average pool, a linear classifier. Weights are He-normal (fan_in), biases zero: the scale of an expanded
+    layer's product. Unlike :class:`SmallCNN` it has no hidden fully connected layer and no batch norm by default."""
+    channels = check.integers("channels", channels)
+    check.integer("in_channels", in_channels)
+    check.integer("num_classes", num_classes, 2)
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    for i, c in enumerate(channels):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1)] + ([nn.BatchNorm2d(c)] if batch_norm else []) + [nn.ReLU()]
+        if i < len(channels) - 1:
+            layers.append(nn.MaxPool2d(2))
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+    model = nn.Sequential(*layers)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            assert m.bias is not None  # every layer above is built with its bias
+            nn.init.zeros_(m.bias)
+    return model
+
 
 
 class SmallCNN(nn.Module):

@@ -24,7 +24,6 @@ from lowrank_utils.chapters.ch07_linear_overparameterization.experiment import (
     init_rank,
     init_rank_medians,
     layer_matrix,
-    small_cnn,
     spectrum_dynamics,
     step_time_table,
 )
@@ -35,6 +34,7 @@ from lowrank_utils.chapters.ch07_linear_overparameterization.figures import (
     plot_spectrum_change,
     plot_spectrum_dynamics,
 )
+from lowrank_utils.models import plain_cnn
 from lowrank_utils.overparam import OverparamConv2d, collapse, overparameterize
 
 # One thread (tiny ops on the shared 2-core machine), and checkers that print a FAIL for the tests to read.
@@ -57,9 +57,9 @@ def test_collapse_check_agrees_in_float64():
     assert row["params_collapsed"] == 16 * 8 * 9 + 16 < row["params_expanded"]
 
 
-def test_small_cnn_round_trip_keeps_parameter_count_and_outputs():
+def test_plain_cnn_round_trip_keeps_parameter_count_and_outputs():
     torch.manual_seed(0)
-    cnn = small_cnn((8, 16, 16)).double()
+    cnn = plain_cnn((8, 16, 16)).double()
     expanded = overparameterize(cnn, depth=3)
     plain = collapse(expanded)
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in cnn.parameters())

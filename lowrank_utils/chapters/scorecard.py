@@ -674,11 +674,12 @@ def overparam_collapse() -> Entry:
     """Capacity and inference cost unchanged. Rule: ``reproduced`` when every expanded configuration matches its
     collapsed layer to 1e-9 (float64) and the collapsed CNN has the original's parameter count."""
     import lowrank_utils as lu
-    from lowrank_utils.chapters.ch07_linear_overparameterization import collapse_check, small_cnn
+    from lowrank_utils.chapters.ch07_linear_overparameterization import collapse_check
+    from lowrank_utils.models import plain_cnn
 
     check = collapse_check(seed=0)
     worst = float(check["max_abs_diff"].max())
-    cnn = small_cnn((16, 32, 64))
+    cnn = plain_cnn((16, 32, 64))
     count = sum(p.numel() for p in cnn.parameters())
     collapsed = sum(p.numel() for p in lu.collapse(lu.overparameterize(cnn, depth=4)).parameters())
     quick = (

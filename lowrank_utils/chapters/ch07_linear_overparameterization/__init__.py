@@ -21,7 +21,6 @@ from .experiment import (
     init_rank,
     init_rank_medians,
     layer_matrix,
-    small_cnn,
     spectrum_dynamics,
     step_time_table,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "InitRankConfig",
     "init_rank",
     "init_rank_medians",
-    "small_cnn",
     "conv_layers",
     "layer_matrix",
     "SpectrumConfig",

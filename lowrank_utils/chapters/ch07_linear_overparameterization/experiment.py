@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from lowrank_utils import runtime
 from lowrank_utils import validate as check
 from lowrank_utils.data import dataset_info, load_dataset
+from lowrank_utils.models import plain_cnn
 from lowrank_utils.overparam import (
     OverparamConv2d,
     OverparamLayer,
@@ -77,7 +78,7 @@ def _randomise(model: nn.Module, g: torch.Generator) -> None:
 def _collapse_cases() -> list[tuple[str, nn.Module, tuple[int, ...]]]:
     """(description, expanded model, input shape) for :func:`collapse_check`; built under a fixed seed."""
     dt = torch.float64
-    cnn = overparameterize(small_cnn((8, 16, 16), in_channels=1, num_classes=10).to(dt), depth=4)
+    cnn = overparameterize(plain_cnn((8, 16, 16), in_channels=1, num_classes=10).to(dt), depth=4)
     return [
         ("linear 32→16, depth 4", OverparamLinear(32, 16, depth=4, dtype=dt), (5, 32)),
         ("linear 32→32, depth 3, width 2, skip", OverparamLinear(32, 32, width=2, depth=3, residual=True,
@@ -296,31 +297,6 @@ def init_rank_medians(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------- spectrum dynamics
-def small_cnn(
-    channels: Sequence[int] = (16, 32, 64), in_channels: int = 1, num_classes: int = 10, batch_norm: bool = False
-) -> nn.Sequential:
-    """A small CNN: 3x3 conv (+ batch norm) + ReLU blocks (max-pool 2 after all but the last), global average pool,
-    a linear classifier. Weights are He-normal (fan_in), biases zero: the scale of an expanded layer's product."""
-    channels = check.integers("channels", channels)
-    check.integer("in_channels", in_channels)
-    check.integer("num_classes", num_classes, 2)
-    layers: list[nn.Module] = []
-    c_in = in_channels
-    for i, c in enumerate(channels):
-        layers += [nn.Conv2d(c_in, c, 3, padding=1)] + ([nn.BatchNorm2d(c)] if batch_norm else []) + [nn.ReLU()]
-        if i < len(channels) - 1:
-            layers.append(nn.MaxPool2d(2))
-        c_in = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            assert m.bias is not None  # every layer above is built with its bias
-            nn.init.zeros_(m.bias)
-    return model
-
-
 def conv_layers(model: nn.Module) -> list[nn.Module]:
     """The model's convolutions in order, plain ``nn.Conv2d`` and :class:`~lowrank_utils.overparam.OverparamConv2d`
     alike."""
@@ -338,9 +314,9 @@ def layer_matrix(layer: nn.Module) -> Tensor:
 
 @dataclass(frozen=True)
 class SpectrumConfig(Presets):
-    """Train :func:`small_cnn` twice from the same seed, plain and with every layer expanded to ``depth`` factors,
-    and record the singular values of conv layer ``tracked_layer`` (0-based) at ``checkpoints`` evenly spaced steps
-    (plus step 0). Our settings, not the paper's (which trained a CNN on CIFAR for 180 epochs).
+    """Train :func:`~lowrank_utils.models.plain_cnn` twice from the same seed, plain and with every layer expanded to
+    ``depth`` factors, and record the singular values of conv layer ``tracked_layer`` (0-based) at ``checkpoints``
+    evenly spaced steps (plus step 0). Our settings, not the paper's (which trained a CNN on CIFAR for 180 epochs).
 
     ``train_subset`` / ``test_subset`` of ``None`` use the whole split. ``optimizer`` is ``"adamw"`` (the default) or
     ``"sgd"`` (with ``momentum``); the learning rate is multiplied by 0.1 at each fraction of training in
@@ -488,7 +464,7 @@ def spectrum_dynamics(config: SpectrumConfig, progress: bool = True) -> pd.DataF
     train_loader, test_loader = _loaders(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        original = small_cnn(config.channels, info.channels, info.num_classes, config.batch_norm)
+        original = plain_cnn(config.channels, info.channels, info.num_classes, config.batch_norm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
         expanded = overparameterize(original, depth=config.depth, width=config.width)
