@@ -108,7 +108,8 @@ def load_dataset(
     subset: int | None = None,
     image_size: int | None = None,
 ) -> SizedDataset:
-    """One split of a dataset as ``(image tensor, label)`` pairs, normalised, optionally augmented and subsampled."""
+    """One split of a dataset as ``(image tensor, label)`` pairs, normalised, optionally augmented and subsampled
+    (a ``Subset``, ``TensorDataset`` or torchvision ``VisionDataset``: each has a length)."""
     key = _canonical(name)
     train = _is_train(split)
     info = _INFO[key]
