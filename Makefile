@@ -7,7 +7,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 JB     := $(VENV)/bin/jupyter-book
-JOBS   ?= 1
 
 .PHONY: all env book execute student system-deps lint test test-slow test-unit test-notebooks test-colab bench clean help
 
@@ -27,8 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 book: $(STAMP) system-deps  ## execute every chapter and build the static site into _build/html
 	TQDM_DISABLE=1 $(JB) build . -W -n --keep-going
 
-execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs; JOBS=2 runs two at a time
-	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py --jobs $(JOBS) book/*.ipynb book/backmatter/*.ipynb
+execute: $(STAMP)  ## re-execute the notebooks in book/ in place (quick scale), storing their outputs
+	LOWRANK_SCALE=quick $(PY) scripts/execute_notebooks.py book/*.ipynb book/backmatter/*.ipynb
 
 student: $(STAMP)  ## regenerate student/ (solutions replaced by stubs) from book/
 	$(PY) -m lowrank_utils.exercises book student

@@ -1,25 +1,20 @@
 """Execute notebooks in place so they are stored with fresh outputs (what nbval compares and GitHub shows).
 
-Usage: python scripts/execute_notebooks.py [--jobs N] book/01_effective_rank.ipynb [more.ipynb ...]
+Usage: python scripts/execute_notebooks.py book/01_effective_rank.ipynb [more.ipynb ...]
 Each notebook runs top to bottom in its own folder with the current environment's python3 kernel; cells tagged
 `raises-exception` may raise. Per-cell timing metadata is dropped so re-running changes only real outputs.
 The wall time of each chapter is recorded, with the machine, torch version, date and scale, in
 lowrank_utils/stored_runs/chapter_times.json: it is what a chapter's set-up cell announces as its run time.
-``--jobs N`` runs N notebooks at a time (the chapters train on one CPU thread, so on a 2-core machine two at a time
-finish the book in little more than half the time); the times it records were then measured beside another
-notebook and so err on the long side.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -49,7 +44,7 @@ def execute(path: Path) -> float:
     return elapsed
 
 
-def record_time(chapter: str, seconds: float, jobs: int = 1) -> None:
+def record_time(chapter: str, seconds: float) -> None:
     """Store the measured wall time of ``chapter`` at the current scale (only for CPU runs: what was measured)."""
     import torch
 
@@ -62,29 +57,20 @@ def record_time(chapter: str, seconds: float, jobs: int = 1) -> None:
         "torch": torch.__version__,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": f"LOWRANK_SCALE={get_scale()} python scripts/execute_notebooks.py book/{chapter}.ipynb",
-        "notebooks_at_a_time": jobs,
     }
     path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at a time (default 1)")
-    parser.add_argument("paths", nargs="+")
-    args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}.")
+def main(paths: list[str]) -> None:
+    if not paths:
+        raise SystemExit(__doc__)
     # Progress bars are for people watching a kernel; stored as outputs they would only show a frozen bar
     # (or a widget without state) on GitHub and on the site. tqdm reads TQDM_DISABLE from the environment.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    paths = [Path(p) for p in args.paths]
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        # Times are recorded here, in one process, as each notebook finishes: one writer for chapter_times.json.
-        for path, seconds in zip(paths, pool.map(execute, paths), strict=True):
-            record_time(path.stem, seconds, args.jobs)
-            print(f"{path}: executed in {seconds:.1f} s", flush=True)
-    print(f"{len(paths)} notebooks in {time.perf_counter() - start:.1f} s, {args.jobs} at a time", flush=True)
+    for p in paths:
+        seconds = execute(Path(p))
+        record_time(Path(p).stem, seconds)
+        print(f"{p}: executed in {seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
